@@ -1,0 +1,42 @@
+# Two commands for a fresh clone: `make demo` (end to end) and `make test` (the whole suite).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED := $(abspath ../shared)
+
+# The real model and photos: use ../shared when it is beside the checkout, unless already set.
+ifneq ($(wildcard $(SHARED)/models/yolov8n_int8.tflite),)
+export NONSITE_WEIGHTS ?= $(SHARED)/models/yolov8n_int8.tflite
+endif
+ifneq ($(wildcard $(SHARED)/media),)
+export NONSITE_MEDIA ?= $(SHARED)/media
+endif
+
+.PHONY: demo test install kafka-jars kafka-start kafka-stop clean
+
+$(BIN)/nonsite: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/nonsite
+
+kafka-jars: install
+	$(BIN)/python -c "from nonsite.kafka_local import ensure_jars; ensure_jars()"
+
+demo: install
+	$(BIN)/nonsite demo
+
+test: install kafka-jars
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+kafka-start: install
+	$(BIN)/nonsite kafka start
+
+kafka-stop: install
+	$(BIN)/nonsite kafka stop
+
+clean:
+	rm -rf var .cache/demo .pytest_cache

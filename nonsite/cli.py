@@ -1,0 +1,137 @@
+"""The one console command, ``nonsite``, and its subcommands.
+
+Each subcommand's work lives with its stage (``detector/``, ``stream/``); this module only parses
+arguments, loads the configuration, and turns known failures into one line and an exit code:
+2 for a configuration mistake, 1 for a missing dependency or a failed run.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+from nonsite.config import ConfigError, City, default_config_dir, load_city
+from nonsite.logs import setup_logging
+
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+
+
+class CommandError(Exception):
+    """A failure the user can act on; printed as one line, exit code 1."""
+
+
+def _handler(target: str) -> Callable[[argparse.Namespace, Optional[City]], int]:
+    """``"module:function"`` resolved lazily so `nonsite kafka` does not import torch."""
+    module, function = target.split(":")
+
+    def run(args: argparse.Namespace, city: Optional[City]) -> int:
+        return getattr(importlib.import_module(module), function)(args, city)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nonsite", description="非现场执法 — camera-based street-order enforcement")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="configuration folder (default: $NONSITE_CONFIG or ./configs)")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    kafka = commands.add_parser("kafka", help="run a local Apache Kafka (KRaft) from its Maven jars")
+    kafka_commands = kafka.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
+    for name, text in (("start", "start (and format) the local cluster, create the topics"),
+                       ("stop", "stop the local cluster"), ("status", "show whether it answers")):
+        sub = kafka_commands.add_parser(name, help=text)
+        sub.add_argument("--data-dir", type=Path, default=None, help="storage folder (default var/kafka)")
+        if name == "start":
+            sub.add_argument("--nodes", type=int, choices=(1, 3), default=1)
+            sub.add_argument("--port", type=int, default=9092, help="first broker port (default 9092)")
+        sub.set_defaults(run=_handler("nonsite.kafka_cli:" + name), needs_config=name == "start")
+
+    check = commands.add_parser("config", help="validate the configuration folder and summarise it")
+    check.set_defaults(run=_handler("nonsite.cli:config_check"), needs_config=True)
+
+    password = commands.add_parser("hash-password", help="hash a password for grids.yaml credentials")
+    password.add_argument("--password", default=None, help="read from standard input when omitted")
+    password.set_defaults(run=_handler("nonsite.cli:hash_password_command"), needs_config=False)
+
+    detect = commands.add_parser("detect", help="run every enabled camera: frames -> violation events on Kafka")
+    detect.add_argument("--camera", action="append", default=None, help="only this camera id (repeatable)")
+    detect.add_argument("--once", action="store_true", help="stop when every file source has ended")
+    detect.add_argument("--metrics-port", type=int, default=None)
+    detect.set_defaults(run=_handler("detector.cli:detect"), needs_config=True)
+
+    detect_file = commands.add_parser("detect-file", help="process one video offline and print its events")
+    detect_file.add_argument("video", type=Path)
+    detect_file.add_argument("--camera", required=True, help="camera id whose zones apply")
+    detect_file.add_argument("--annotated", type=Path, default=None, help="write an annotated video here")
+    detect_file.add_argument("--publish", action="store_true", help="also publish the events to Kafka")
+    detect_file.set_defaults(run=_handler("detector.cli:detect_file"), needs_config=True)
+
+    evidence = commands.add_parser("evidence", help="evidence store tools")
+    evidence_commands = evidence.add_subparsers(dest="evidence_command", required=True, metavar="ACTION")
+    verify = evidence_commands.add_parser("verify", help="check evidence files against their events' sha256")
+    verify.add_argument("events", type=Path, help="JSON-lines file of detection events")
+    verify.add_argument("--store", type=Path, default=None, help="evidence folder (default from config)")
+    verify.set_defaults(run=_handler("detector.cli:evidence_verify"), needs_config=True)
+
+    worker = commands.add_parser("worker", help="run the stream processor (Faust worker) and its web server")
+    worker.add_argument("--web-port", type=int, default=None)
+    worker.add_argument("--data-dir", type=Path, default=None)
+    worker.set_defaults(run=_handler("stream.cli:worker"), needs_config=True)
+
+    report = commands.add_parser("report", help="closure statistics from the running system")
+    report.add_argument("--from", dest="date_from", default=None, help="first day, YYYY-MM-DD (local time)")
+    report.add_argument("--to", dest="date_to", default=None, help="last day, YYYY-MM-DD")
+    report.add_argument("--by", choices=("scenario", "grid", "officer", "camera"), default="scenario")
+    report.add_argument("--csv", action="store_true")
+    report.set_defaults(run=_handler("stream.cli:report"), needs_config=True)
+
+    demo = commands.add_parser("demo", help="end to end: local Kafka, worker, detector on the sample videos")
+    demo.add_argument("--keep-running", action="store_true", help="leave Kafka and the worker running")
+    demo.set_defaults(run=_handler("nonsite.demo:run"), needs_config=True)
+    return parser
+
+
+def config_check(args: argparse.Namespace, city: Optional[City]) -> int:
+    assert city is not None
+    print(json.dumps({"config": str(city.root), "cameras": len(city.cameras), "scenarios": len(city.scenarios),
+                      "grids": len(city.grids), "officers": len(city.officers), "users": len(city.users),
+                      "kafka": city.kafka.bootstrap, "weights": city.detector.weights}, ensure_ascii=False))
+    return 0
+
+
+def hash_password_command(args: argparse.Namespace, city: Optional[City]) -> int:
+    from nonsite.passwords import hash_password
+
+    password = args.password if args.password is not None else sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise CommandError("empty password")
+    print(hash_password(password))
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    from nonsite.kafka_local import KafkaSetupError
+
+    try:
+        city = load_city(args.config or default_config_dir()) if args.needs_config else None
+        return int(args.run(args, city) or 0)
+    except ConfigError as exc:
+        print(f"nonsite: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (CommandError, KafkaSetupError) as exc:
+        print(f"nonsite: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

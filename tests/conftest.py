@@ -1,0 +1,97 @@
+"""Shared fixtures: a real local Apache Kafka per test session, the city config, the real model and media.
+
+A missing broker is a failure, never a skip.  The model and media paths come from environment
+variables (``NONSITE_WEIGHTS``, ``NONSITE_MEDIA``) that ``.ci/run`` and the Makefile set; under CI a
+missing file fails, elsewhere the test skips and names the variable to set.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from nonsite.config import City, load_city
+from nonsite.kafka_local import LocalKafka, ensure_topics
+
+PROJECT = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def free_port_block(span: int = 2) -> int:
+    """A port P such that P..P+span-1 are free now."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + span < 65535 and all(_free(base + i) for i in range(span)):
+            return base
+    raise RuntimeError("no free port block")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def required_file(variable: str, default_name: str | None = None) -> Path:
+    """A file or folder named by an environment variable; fail in CI, skip with its name elsewhere."""
+    value = os.environ.get(variable)
+    path = Path(value) if value else None
+    if path is not None and path.exists():
+        return path
+    message = f"set {variable} to {default_name or 'the file'} (see README 'Tests'); got {value!r}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real single-node Kafka 4 (KRaft) for the whole session, or the one NONSITE_KAFKA_BOOTSTRAP names."""
+    external = os.environ.get("NONSITE_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    cluster = LocalKafka(tmp_path_factory.mktemp("kafka"), nodes=1, base_port=free_port_block(2))
+    bootstrap = cluster.start()
+    os.environ["NONSITE_KAFKA_BOOTSTRAP"] = bootstrap
+    try:
+        yield bootstrap
+    finally:
+        os.environ.pop("NONSITE_KAFKA_BOOTSTRAP", None)
+        cluster.stop()
+
+
+@pytest.fixture
+def topic_factory(kafka_bootstrap: str):
+    """Create uniquely named topics: ``topic_factory("detections", partitions=4) -> name``."""
+
+    def create(stem: str, partitions: int = 1, replication: int = 1, configs: dict | None = None) -> str:
+        name = f"test.{stem}.{uuid.uuid4().hex[:10]}"
+        ensure_topics(kafka_bootstrap, [name], partitions, replication, configs)
+        return name
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def city() -> City:
+    return load_city(PROJECT / "configs")
+
+
+@pytest.fixture(scope="session")
+def weights_path() -> Path:
+    return required_file("NONSITE_WEIGHTS", "the detector weights, e.g. ../shared/models/yolov8n_int8.tflite")
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    return required_file("NONSITE_MEDIA", "the folder of real test photos, e.g. ../shared/media")
