@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--csv", action="store_true")
     report.set_defaults(run=_handler("stream.cli:report"), needs_config=True)
 
+    web = commands.add_parser("web", help="serve the alert wall, officer app and reports (JSON API + pages)")
+    web.add_argument("--host", default=None, help="listen address (default web.host in nonsite.yaml)")
+    web.add_argument("--port", type=int, default=None, help="listen port (default web.port in nonsite.yaml)")
+    web.set_defaults(run=_handler("web.cli:serve"), needs_config=True)
+
     demo = commands.add_parser("demo", help="end to end: local Kafka, worker, detector on the sample videos")
     demo.add_argument("--keep-running", action="store_true", help="leave Kafka and the worker running")
     demo.set_defaults(run=_handler("nonsite.demo:run"), needs_config=True)

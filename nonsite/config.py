@@ -271,6 +271,17 @@ class StreamSettings(Strict):
     data_dir: str = "var/worker"
 
 
+class WebSettings(Strict):
+    """The operator surfaces (``nonsite web``): alert wall, officer app, supervisor reports."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    token_ttl_minutes: float = Field(default=720, gt=0)
+    upload_max_mb: float = Field(default=8, gt=0)
+    upload_types: list[str] = Field(default=["image/jpeg", "image/png", "image/webp"], min_length=1)
+    min_sample_for_ranking: int = Field(default=10, ge=1)
+
+
 class CitySettings(Strict):
     name: str = "Sample City"
     name_zh: str = ""
@@ -282,6 +293,7 @@ class SystemFile(Strict):
     kafka: KafkaSettings = KafkaSettings()
     detector: DetectorSettings = DetectorSettings()
     stream: StreamSettings = StreamSettings()
+    web: WebSettings = WebSettings()
 
 
 # ---------------------------------------------------------------- the whole city
@@ -310,6 +322,10 @@ class City(BaseModel):
     @property
     def stream(self) -> StreamSettings:
         return self.system.stream
+
+    @property
+    def web(self) -> WebSettings:
+        return self.system.web
 
     def camera(self, camera_id: str) -> Optional[Camera]:
         return next((c for c in self.cameras if c.id == camera_id), None)

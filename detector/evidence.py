@@ -1,0 +1,134 @@
+"""Evidence: the pictures behind every ``start``, stored under their sha256 so nobody can alter them unseen.
+
+For each violation start the detector stores two JPEGs: the frame with boxes, track id, zone
+polygon and timestamp drawn (``annotated``), and the clean frame from when the object was first
+seen (``first_seen``).  The store is a folder; a file's path is derived from its hash
+(``ab/abcdef....jpg``), and the event carries kind, sha256 and that relative uri.  :func:`verify`
+recomputes the hashes of the files a list of events references.
+
+Example::
+
+    >>> store = EvidenceStore(Path(tmp))                                 # doctest: +SKIP
+    >>> ev = store.put(jpeg_bytes, "annotated")                           # doctest: +SKIP
+    >>> verify([detection_with(ev)], store)                               # doctest: +SKIP
+    []
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from stream.records import Detection, Evidence, to_iso
+from detector.zones import Box, ZoneArea
+
+RED, GREEN, YELLOW, WHITE, BLACK = (0, 0, 255), (0, 200, 0), (0, 215, 255), (255, 255, 255), (0, 0, 0)
+JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class EvidenceStore:
+    """A local folder of content-addressed files."""
+
+    root: Path
+
+    def put(self, data: bytes, kind: str, suffix: str = ".jpg", content_type: str = "image/jpeg") -> Evidence:
+        digest = hashlib.sha256(data).hexdigest()
+        uri = f"{digest[:2]}/{digest}{suffix}"
+        target = self.root / uri
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            os.replace(temporary, target)
+        return Evidence(kind=kind, sha256=digest, uri=uri, content_type=content_type)
+
+    def put_image(self, image: np.ndarray, kind: str) -> Evidence:
+        return self.put(encode_jpeg(image), kind)
+
+    def path(self, evidence: Evidence) -> Path:
+        return self.root / evidence.uri
+
+
+def encode_jpeg(image: np.ndarray) -> bytes:
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise ValueError("could not encode the frame as JPEG")
+    return buffer.tobytes()
+
+
+def _pixels(box: Box, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    height, width = shape[:2]
+    return int(box[0] * width), int(box[1] * height), int(box[2] * width), int(box[3] * height)
+
+
+def _label(image: np.ndarray, text: str, origin: tuple[int, int], color: tuple[int, int, int], scale: float) -> None:
+    thickness = max(1, int(round(scale * 2)))
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    x, y = origin
+    y = max(y, h + base)
+    cv2.rectangle(image, (x, y - h - base), (x + w, y + base // 2), color, -1)
+    cv2.putText(image, text, (x, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, BLACK if color != RED else WHITE,
+                thickness, cv2.LINE_AA)
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """One box to draw: the violating object is ``highlight``."""
+
+    xyxy: Box
+    text: str
+    highlight: bool = False
+
+
+def annotate(image: np.ndarray, boxes: Sequence[Drawn], zones: Sequence[ZoneArea], caption: str) -> np.ndarray:
+    """A copy of ``image`` with the zone polygons, boxes with their labels, and a caption (camera, time)."""
+    canvas = image.copy()
+    height, width = canvas.shape[:2]
+    scale = max(0.4, min(width, height) / 900)
+    for zone in zones:
+        points = np.array([[int(x * width), int(y * height)] for x, y in zone.polygon], np.int32)
+        overlay = canvas.copy()
+        cv2.fillPoly(overlay, [points], YELLOW)
+        cv2.addWeighted(overlay, 0.18, canvas, 0.82, 0, dst=canvas)
+        cv2.polylines(canvas, [points], True, YELLOW, max(1, int(2 * scale)))
+        _label(canvas, f"{zone.id} ({zone.kind})", (int(points[:, 0].min()) + 2, int(points[:, 1].min()) + 20),
+               YELLOW, scale * 0.8)
+    for item in sorted(boxes, key=lambda b: b.highlight):
+        x1, y1, x2, y2 = _pixels(item.xyxy, canvas.shape)
+        color = RED if item.highlight else GREEN
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, max(1, int((4 if item.highlight else 2) * scale)))
+        _label(canvas, item.text, (x1, y1 - 2), color, scale * (0.9 if item.highlight else 0.6))
+    _label(canvas, caption, (5, height - 8), WHITE, scale * 0.8)
+    return canvas
+
+
+def caption(camera_id: str, timestamp: float, scenario: str = "") -> str:
+    return " ".join(part for part in (camera_id, to_iso(timestamp), scenario) if part)
+
+
+def verify(events: Iterable[Detection], root: Path) -> list[str]:
+    """One line per evidence file that is missing or whose content no longer matches its sha256."""
+    problems: list[str] = []
+    checked: set[tuple[str, str]] = set()
+    for event in events:
+        for item in event.evidence:
+            if (item.uri, item.sha256) in checked:
+                continue
+            checked.add((item.uri, item.sha256))
+            path = root / item.uri
+            if not path.is_file():
+                problems.append(f"{event.violation_id} {item.kind}: missing file {path}")
+                continue
+            actual = hashlib.sha256(path.read_bytes()).hexdigest()
+            if actual != item.sha256:
+                problems.append(f"{event.violation_id} {item.kind}: {path} has sha256 {actual}, "
+                                f"event says {item.sha256}")
+    return problems

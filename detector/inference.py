@@ -1,0 +1,150 @@
+"""The model: ultralytics YOLO with any weights it loads, frames of many cameras batched into one call.
+
+Returns plain typed detections (class name, confidence, normalised box) so the stages after it do
+not depend on ultralytics' result objects.  Exports with a fixed batch (TFLite is usually batch 1)
+are detected at load and fed frame by frame, with one log line saying so.
+
+Example::
+
+    >>> detector = Detector.load("yolov8n_int8.tflite")           # doctest: +SKIP
+    >>> [d.class_name for d in detector.detect([image])[0]]          # doctest: +SKIP
+    ['dog', 'bicycle', 'truck', 'car']
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import structlog
+
+from nonsite.config import DetectorSettings, Scenario
+
+log = structlog.get_logger("detector.inference")
+
+Box = tuple[float, float, float, float]
+
+# Pseudo classes made by the detector itself, never by the model.
+STATIC_OBJECT = "static_object"
+
+
+@dataclass(frozen=True)
+class DetectedObject:
+    """One detection in one frame; ``xyxy`` normalised to the frame (0..1)."""
+
+    class_name: str
+    confidence: float
+    xyxy: Box
+
+
+@dataclass
+class Detector:
+    """A loaded model and how many frames it takes per call."""
+
+    model: object
+    names: dict[int, str]
+    max_batch: int
+    imgsz: int = 640
+    device: str = "cpu"
+    min_confidence: float = 0.25
+    weights: str = ""
+
+    @classmethod
+    def load(cls, weights: str | Path, imgsz: int = 640, device: str = "cpu", batch: int = 8,
+             min_confidence: float = 0.25) -> "Detector":
+        from ultralytics import YOLO
+
+        model = YOLO(str(weights), task="detect")
+        probe = np.zeros((imgsz, imgsz, 3), np.uint8)
+        model.predict(probe, imgsz=imgsz, device=device, verbose=False)  # builds the predictor and backend
+        backend = model.predictor.model
+        detector = cls(model=model, names={int(k): str(v) for k, v in backend.names.items()},
+                       max_batch=max(1, min(batch, batch_capacity(backend, batch))), imgsz=imgsz,
+                       device=device, min_confidence=min_confidence, weights=str(weights))
+        if detector.max_batch == 1 and batch > 1:
+            log.info("model has a fixed batch of 1; inferring frame by frame", weights=str(weights),
+                     format=getattr(backend, "format", "?"))
+        else:
+            log.info("model loaded", weights=str(weights), format=getattr(backend, "format", "?"),
+                     batch=detector.max_batch, classes=len(detector.names))
+        return detector
+
+    @classmethod
+    def from_settings(cls, settings: DetectorSettings, weights: Optional[str | Path] = None) -> "Detector":
+        return cls.load(weights or settings.weights, imgsz=settings.imgsz, device=settings.device,
+                        batch=settings.batch, min_confidence=settings.min_confidence)
+
+    @property
+    def class_names(self) -> set[str]:
+        return set(self.names.values())
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[DetectedObject]]:
+        """Detections for each image, in order; images may come from different cameras and sizes."""
+        found: list[list[DetectedObject]] = []
+        for start in range(0, len(images), self.max_batch):
+            chunk = list(images[start:start + self.max_batch])
+            results = self.model.predict(chunk if len(chunk) > 1 else chunk[0], imgsz=self.imgsz,
+                                         conf=self.min_confidence, device=self.device, verbose=False)
+            found.extend(self._plain(result) for result in results)
+        return found
+
+    def _plain(self, result) -> list[DetectedObject]:
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0:
+            return []
+        normalised = boxes.xyxyn.cpu().numpy()
+        confidences = boxes.conf.cpu().numpy()
+        classes = boxes.cls.cpu().numpy().astype(int)
+        return [DetectedObject(self.names.get(int(c), str(int(c))), float(s),
+                               tuple(float(v) for v in np.clip(b, 0.0, 1.0)))
+                for b, s, c in zip(normalised, confidences, classes)]
+
+
+def batch_capacity(backend, wanted: int) -> int:
+    """How many frames one call of this backend takes: PyTorch and dynamic exports any, static exports their own."""
+    if getattr(backend, "format", "") == "pt":
+        return wanted
+    metadata = getattr(backend, "metadata", {}) or {}
+    if metadata.get("dynamic"):
+        return wanted
+    return int(getattr(backend, "batch", 1) or 1)
+
+
+def missing_classes(scenarios: Iterable[Scenario], class_names: set[str]) -> list[tuple[Scenario, str]]:
+    """Scenarios the model cannot see, each with the one line to log at start.
+
+    ``static_foreground`` scenarios are not blind without their class: the background model stands in.
+    """
+    report = []
+    for scenario in scenarios:
+        if not scenario.enabled or set(scenario.classes) & class_names:
+            continue
+        wanted = ", ".join(scenario.classes)
+        if scenario.rule == "static_foreground":
+            line = f"{scenario.id}: model has none of [{wanted}]; using the static-foreground background model"
+        else:
+            line = f"{scenario.id}: model has none of its classes [{wanted}]; this scenario cannot fire " \
+                   f"(needs a fine-tuned model, see models/finetune.py)"
+        report.append((scenario, line))
+    return report
+
+
+def report_missing_classes(scenarios: Iterable[Scenario], class_names: set[str]) -> list[str]:
+    lines = [line for _, line in missing_classes(scenarios, class_names)]
+    for line in lines:
+        log.warning(line)
+    return lines
+
+
+class Timer:
+    """Wall time of a block in seconds: ``with Timer() as t: ...; t.elapsed``."""
+
+    def __enter__(self) -> "Timer":
+        self.started = time.perf_counter()
+        self.elapsed = 0.0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.elapsed = time.perf_counter() - self.started

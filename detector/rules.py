@@ -1,0 +1,205 @@
+"""Scenario rules: from tracks in zones to violation lifecycles (``start`` once, ``update``, ``end``).
+
+Rules are generic over class names and zone kinds; every parameter comes from ``configs/scenarios.yaml``:
+
+* ``dwell`` — an object of one of the classes, its bottom-centre in a zone of one of the kinds, stays
+  (bottom-centre displacement below ``max_displacement`` of the frame diagonal) for ``dwell_s``;
+* ``unaccompanied`` — no ``companion_classes`` object within ``companion_distance`` x the object's
+  size (stray dog without a person), for ``dwell_s``;
+* ``with_person`` — a prop (stall, umbrella, table...) that stays, with a companion near it;
+* ``static_foreground`` — as ``dwell``, on the model's class when it has one, else on the
+  ``static_object`` regions of the background model (:mod:`detector.background`).
+
+A violation is keyed by (scenario, track id): it emits ``start`` when its dwell passes ``dwell_s``,
+``update`` at most every ``update_interval_s`` while it lasts, and ``end`` once its condition has not
+held for ``lost_after_s`` (the object left, or its track expired).  Never one event per frame.
+
+Example::
+
+    >>> from nonsite.config import Scenario
+    >>> dog_rule = Scenario(id="stray_dog", label_zh="流浪犬", label_en="Stray dog", rule="unaccompanied",
+    ...                     classes=["dog"], companion_classes=["person"], dwell_s=60)
+    >>> rules = CameraRules("cam-01", [], [dog_rule], lost_after_s=10, update_interval_s=60)
+    >>> dog = Track(1, "dog", 0.9, (0.4, 0.5, 0.6, 0.9), 0.0, 0.0, (0.4, 0.5, 0.6, 0.9))
+    >>> [e.kind for t in range(0, 200) for e in rules.step(Frame(t, seen=[dog] if t < 100 else [],
+    ...                                                                 alive=[dog] if t < 100 else []))]
+    ['start', 'end']
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from nonsite.config import Scenario
+from detector.tracking import Track
+from detector.zones import Box, ZoneArea, bottom_centre, centre
+
+ANYWHERE = ""  # zone id of scenarios without zone kinds
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What the rules see at one frame time: tracks seen in it (or carried), and every live track."""
+
+    timestamp: float
+    seen: Sequence[Track] = ()
+    alive: Sequence[Track] = ()
+    shape: tuple[int, int] = (1000, 1000)  # (h, w) pixels: displacement and distance are measured in pixels
+
+
+@dataclass
+class Violation:
+    """One object violating one scenario, from first condition to end."""
+
+    camera_id: str
+    scenario: Scenario
+    track: Track
+    zone_id: str
+    since: float  # when the condition started to hold (dwell counts from here)
+    anchor: Box  # where the object stood at ``since``
+    last_true: float
+    started_at: Optional[float] = None
+    last_event_at: Optional[float] = None
+    xyxy: Box = (0.0, 0.0, 0.0, 0.0)
+    confidence: float = 0.0
+
+    @property
+    def violation_id(self) -> str:
+        return f"{self.camera_id}/{self.track.track_id}/{self.scenario.id}/{int(self.since)}"
+
+    @property
+    def started(self) -> bool:
+        return self.started_at is not None
+
+    @property
+    def active_key(self) -> str:
+        return f"{self.scenario.id}/{self.zone_id}"
+
+
+@dataclass(frozen=True)
+class ViolationEvent:
+    kind: str  # start | update | end
+    violation: Violation
+    observed_at: float
+    dwell_s: float
+    xyxy: Box
+    confidence: float
+
+
+def displacement(a: Box, b: Box, shape: tuple[int, int]) -> float:
+    """Bottom-centre displacement between two boxes as a fraction of the frame diagonal."""
+    height, width = shape
+    (xa, ya), (xb, yb) = bottom_centre(a), bottom_centre(b)
+    return math.hypot((xa - xb) * width, (ya - yb) * height) / math.hypot(width, height)
+
+
+def near(obj: Box, other: Box, factor: float, shape: tuple[int, int]) -> bool:
+    """``other``'s centre within ``factor`` x the object's size (its longer side) of the object's centre."""
+    height, width = shape
+    (xa, ya), (xb, yb) = centre(obj), centre(other)
+    size = max((obj[2] - obj[0]) * width, (obj[3] - obj[1]) * height)
+    return math.hypot((xa - xb) * width, (ya - yb) * height) <= factor * size
+
+
+@dataclass
+class CameraRules:
+    """Every enabled scenario's rule on one camera's tracks."""
+
+    camera_id: str
+    zones: list[ZoneArea]
+    scenarios: list[Scenario]
+    lost_after_s: float = 10.0
+    update_interval_s: float = 60.0
+    _open: dict[tuple[str, int], Violation] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.scenarios = [s for s in self.scenarios if s.enabled and self._has_zone_for(s)]
+
+    def _has_zone_for(self, scenario: Scenario) -> bool:
+        return not scenario.zone_kinds or any(z.kind in scenario.zone_kinds for z in self.zones)
+
+    @property
+    def watched_classes(self) -> frozenset[str]:
+        """Classes some scenario on this camera acts on (companions excluded)."""
+        return frozenset(c for s in self.scenarios for c in s.classes)
+
+    def step(self, frame: Frame) -> list[ViolationEvent]:
+        """Advance every rule to ``frame.timestamp``; returns the lifecycle events due now."""
+        now = frame.timestamp
+        for track in frame.seen:
+            for scenario in self.scenarios:
+                if track.class_name in scenario.classes:
+                    self._observe(scenario, track, frame)
+        events: list[ViolationEvent] = []
+        for key, violation in list(self._open.items()):
+            if now - violation.last_true >= self.lost_after_s:
+                del self._open[key]
+                if violation.started:
+                    events.append(self._event("end", violation, now, violation.last_true))
+            elif violation.last_true == now:
+                events.extend(self._due(violation, now))
+        return events
+
+    def active(self) -> list[str]:
+        """``scenario/zone_id`` of every started violation still present, sorted, no duplicates."""
+        return sorted({v.active_key for v in self._open.values() if v.started})
+
+    def open_violations(self) -> list[Violation]:
+        return [v for v in self._open.values() if v.started]
+
+    # ------------------------------------------------------------------ internals
+    def _observe(self, scenario: Scenario, track: Track, frame: Frame) -> None:
+        key = (scenario.id, track.track_id)
+        violation = self._open.get(key)
+        zone_id = self._zone_of(scenario, track, violation)
+        if zone_id is None or track.confidence < scenario.confidence or not self._companions_ok(scenario, track, frame):
+            return
+        now = frame.timestamp
+        if violation is None:
+            self._open[key] = Violation(self.camera_id, scenario, track, zone_id, now, track.xyxy, now,
+                                        xyxy=track.xyxy, confidence=track.confidence)
+            return
+        if scenario.rule != "unaccompanied" and \
+                displacement(violation.anchor, track.xyxy, frame.shape) > scenario.max_displacement:
+            if violation.started:
+                return  # it moved away: no longer the parked object; ends after lost_after_s
+            violation.since, violation.anchor, violation.zone_id = now, track.xyxy, zone_id
+        violation.track, violation.last_true = track, now
+        violation.xyxy, violation.confidence = track.xyxy, max(violation.confidence, track.confidence)
+
+    def _zone_of(self, scenario: Scenario, track: Track, violation: Optional[Violation]) -> Optional[str]:
+        if not scenario.zone_kinds:
+            return ANYWHERE
+        point = bottom_centre(track.xyxy)
+        if violation is not None:
+            sticky = next((z for z in self.zones if z.id == violation.zone_id), None)
+            if sticky is not None and sticky.contains(point):
+                return sticky.id
+        zone = next((z for z in self.zones if z.kind in scenario.zone_kinds and z.contains(point)), None)
+        return zone.id if zone else None
+
+    def _companions_ok(self, scenario: Scenario, track: Track, frame: Frame) -> bool:
+        if scenario.rule not in ("unaccompanied", "with_person"):
+            return True
+        company = any(other.class_name in scenario.companion_classes and other.track_id != track.track_id
+                      and near(track.xyxy, other.xyxy, scenario.companion_distance, frame.shape)
+                      for other in frame.alive)
+        return company if scenario.rule == "with_person" else not company
+
+    def _due(self, violation: Violation, now: float) -> list[ViolationEvent]:
+        dwell = now - violation.since
+        if not violation.started:
+            if dwell >= violation.scenario.dwell_s:
+                violation.started_at = violation.last_event_at = now
+                return [self._event("start", violation, now, now)]
+            return []
+        if now - (violation.last_event_at or now) >= self.update_interval_s:
+            violation.last_event_at = now
+            return [self._event("update", violation, now, now)]
+        return []
+
+    @staticmethod
+    def _event(kind: str, violation: Violation, now: float, until: float) -> ViolationEvent:
+        return ViolationEvent(kind, violation, now, round(until - violation.since, 3), violation.xyxy,
+                              violation.confidence)

@@ -1,0 +1,184 @@
+"""Stable per-camera track ids on our own detections, driven by frame timestamps (never wall time).
+
+ultralytics' ByteTrack (or BoT-SORT) associates detections frame to frame; this module wraps it so
+that:
+
+* it runs on plain :class:`~detector.inference.DetectedObject` lists, one tracker per camera, so
+  inference can batch many cameras and tracking still sees one camera at a time;
+* a track ends only after ``lost_after_s`` seconds of frame time without being seen (ByteTrack's
+  own frame-count buffer is disabled), so a missed detection or a short occlusion keeps the id;
+* a ByteTrack id that does reappear as a new id right where a recently lost track of the same
+  class was is stitched back to that track's stable id;
+* on a frame the motion gate skipped (the picture has not changed), :meth:`CameraTracker.carry`
+  counts the objects of the last inference as seen again.
+
+Example::
+
+    >>> tracker = CameraTracker(lost_after_s=10)
+    >>> dog = DetectedObject("dog", 0.9, (0.4, 0.5, 0.6, 0.9))
+    >>> [t.track_id for t in tracker.update([dog], 0.0)]
+    [1]
+    >>> tracker.update([], 1.0), [t.track_id for t in tracker.update([dog], 2.0)]
+    ([], [1])
+    >>> [t.track_id for t in tracker.expire(12.5)]
+    [1]
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+import numpy as np
+
+from detector.inference import DetectedObject
+from detector.zones import Box, iou
+
+STITCH_IOU = 0.3
+_CANVAS = (1000, 1000)  # (h, w) when the frame size is unknown; IoU matching does not depend on it
+
+
+@dataclass
+class Track:
+    """One object followed over time on one camera."""
+
+    track_id: int
+    class_name: str
+    confidence: float
+    xyxy: Box
+    first_seen: float
+    last_seen: float
+    first_xyxy: Box
+    first_frame: Optional[object] = field(default=None, repr=False)  # clean image when first seen
+
+    def seen(self, detection: DetectedObject, timestamp: float) -> None:
+        self.class_name, self.confidence, self.xyxy = detection.class_name, detection.confidence, detection.xyxy
+        self.last_seen = timestamp
+
+
+def load_tracker_args(name: str = "bytetrack.yaml"):
+    """A tracker YAML from ultralytics (``bytetrack.yaml``, ``botsort.yaml``) or a path, as a namespace."""
+    from ultralytics.utils import YAML, IterableSimpleNamespace
+    from ultralytics.utils.checks import check_yaml
+
+    return IterableSimpleNamespace(**YAML.load(check_yaml(name)))
+
+
+def _make_byte_tracker(args):
+    from ultralytics.trackers import BOTSORT, BYTETracker
+
+    kind = getattr(args, "tracker_type", "bytetrack")
+    if kind not in ("bytetrack", "botsort"):
+        raise ValueError(f"detector.tracker: tracker_type '{kind}' is not supported (bytetrack or botsort)")
+    args = type(args)(**{**dict(args), "track_buffer": 10**9})  # frame-count expiry off: we expire by time
+    if kind == "botsort":
+        args = type(args)(**{**dict(args), "with_reid": False, "gmc_method": "none"})
+        return BOTSORT(args)
+    return BYTETracker(args)
+
+
+class CameraTracker:
+    """Tracks of one camera.  Call :meth:`update` on inferred frames, :meth:`carry` on skipped ones,
+    :meth:`expire` on every frame."""
+
+    def __init__(self, lost_after_s: float = 10.0, tracker: str = "bytetrack.yaml",
+                 ids: Optional[Iterator[int]] = None, tracker_args=None):
+        self.lost_after_s = lost_after_s
+        self._byte = _make_byte_tracker(tracker_args or load_tracker_args(tracker))
+        self._ids = ids if ids is not None else itertools.count(1)
+        self._tracks: dict[int, Track] = {}
+        self._by_byte_id: dict[int, int] = {}
+        self._last_seen_ids: set[int] = set()
+        self._class_index: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ frames
+    def update(self, detections: list[DetectedObject], timestamp: float,
+               shape: Optional[tuple[int, int]] = None, image: Optional[np.ndarray] = None,
+               keep_first_frame: frozenset[str] = frozenset()) -> list[Track]:
+        """Associate one inferred frame's detections; returns the tracks seen in it.
+
+        ``image`` is kept as the clean first-seen frame of new tracks whose class is in ``keep_first_frame``.
+        """
+        from ultralytics.engine.results import Boxes
+
+        height, width = shape or _CANVAS
+        rows = np.zeros((len(detections), 6), np.float32)
+        for index, detection in enumerate(detections):
+            x1, y1, x2, y2 = detection.xyxy
+            cls = self._class_index.setdefault(detection.class_name, len(self._class_index))
+            rows[index] = (x1 * width, y1 * height, x2 * width, y2 * height, detection.confidence, cls)
+        output = self._byte.update(Boxes(rows, (height, width)), None)
+        matched = {self._by_byte_id[int(row[4])] for row in output if int(row[4]) in self._by_byte_id}
+        seen: list[Track] = []
+        for row in output:
+            byte_id, det_index = int(row[4]), int(row[7])
+            detection = detections[det_index]
+            track = self._stable_track(byte_id, detection, timestamp, matched)
+            matched.add(track.track_id)
+            track.seen(detection, timestamp)
+            if track.first_frame is None and track.first_seen == timestamp and detection.class_name in keep_first_frame:
+                track.first_frame = image
+            seen.append(track)
+        self._last_seen_ids = {t.track_id for t in seen}
+        return seen
+
+    def carry(self, timestamp: float) -> list[Track]:
+        """The picture has not changed since the last inference: its tracks are seen again."""
+        carried = [self._tracks[i] for i in self._last_seen_ids if i in self._tracks]
+        for track in carried:
+            track.last_seen = timestamp
+        return carried
+
+    def expire(self, timestamp: float) -> list[Track]:
+        """Tracks unseen for ``lost_after_s``: removed and returned."""
+        gone = [t for t in self._tracks.values() if timestamp - t.last_seen >= self.lost_after_s]
+        if not gone:
+            return []
+        gone_ids = {t.track_id for t in gone}
+        dead_byte = {b for b, s in self._by_byte_id.items() if s in gone_ids}
+        for strack in self._byte.lost_stracks:
+            if strack.track_id in dead_byte:
+                strack.mark_removed()
+        self._byte.lost_stracks = [s for s in self._byte.lost_stracks if s.track_id not in dead_byte]
+        self._byte.tracked_stracks = [s for s in self._byte.tracked_stracks if s.track_id not in dead_byte]
+        for byte_id in dead_byte:
+            del self._by_byte_id[byte_id]
+        for track_id in gone_ids:
+            del self._tracks[track_id]
+        self._last_seen_ids -= gone_ids
+        return sorted(gone, key=lambda t: t.track_id)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def alive(self) -> list[Track]:
+        """Every track not yet expired, seen in the last frame or not."""
+        return list(self._tracks.values())
+
+    @property
+    def needs_inference(self) -> bool:
+        """True while a new object waits for confirmation or a known one is missing but not yet expired."""
+        if any(not s.is_activated for s in self._byte.tracked_stracks):
+            return True
+        return any(i not in self._last_seen_ids for i in self._tracks)
+
+    def _stable_track(self, byte_id: int, detection: DetectedObject, timestamp: float,
+                      taken: set[int]) -> Track:
+        stable_id = self._by_byte_id.get(byte_id)
+        if stable_id is not None and stable_id in self._tracks:
+            return self._tracks[stable_id]
+        track = self._stitch(detection, taken)
+        if track is None:
+            track = Track(next(self._ids), detection.class_name, detection.confidence, detection.xyxy,
+                          timestamp, timestamp, detection.xyxy)
+            self._tracks[track.track_id] = track
+        self._by_byte_id[byte_id] = track.track_id
+        return track
+
+    def _stitch(self, detection: DetectedObject, taken: set[int]) -> Optional[Track]:
+        """A not-yet-expired track of the same class, unmatched in this frame, where this new detection is."""
+        candidates = [t for t in self._tracks.values()
+                      if t.track_id not in taken and t.class_name == detection.class_name]
+        best = max(candidates, key=lambda t: iou(t.xyxy, detection.xyxy), default=None)
+        if best is not None and iou(best.xyxy, detection.xyxy) >= STITCH_IOU:
+            return best
+        return None

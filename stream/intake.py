@@ -1,0 +1,88 @@
+"""Stage one, pure: validate a raw message from an input topic and route it to its district.
+
+A valid message becomes an :class:`Envelope` for the internal cases topic, keyed by district; a bad
+one becomes a :class:`~stream.records.DeadLetter` naming what is wrong and where it came from.
+
+Example::
+
+    >>> env = Envelope("tick", "G01", "tick", -1, {"now": "2026-11-21T01:00:00.000Z"})
+    >>> Envelope.from_bytes(env.to_bytes()) == env
+    True
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Union
+
+from nonsite.config import City
+from stream.deadletter import dead_letter
+from stream.dedup import CityMap, district_of_incident
+from stream.records import CameraStatus, ContractError, DeadLetter, Detection, Feedback, utc_now
+
+ROLES = {"detections": Detection, "camera_status": CameraStatus, "feedback": Feedback}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One input for the case engine: ``stream`` is ``topic:partition`` of its source, ``offset`` its offset."""
+
+    kind: str  # detections | camera_status | feedback | tick
+    district: str
+    stream: str
+    offset: int
+    payload: dict[str, Any]
+
+    @property
+    def source(self) -> str:
+        return f"{self.stream.replace(':', '/')}/{self.offset}" if self.kind != "tick" else "tick"
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "Envelope":
+        return cls(**json.loads(raw))
+
+
+def admit(role: str, raw: bytes, topic: str, partition: int, offset: int, city: City,
+          city_map: CityMap) -> Union[Envelope, DeadLetter]:
+    """Validate one message of the input topic playing ``role``."""
+    def reject(reason: str) -> DeadLetter:
+        return dead_letter(topic, partition, offset, reason, raw if raw is not None else b"", utc_now())
+
+    if raw is None:
+        return reject("empty message (no value)")
+    try:
+        record = ROLES[role].from_json(raw)
+    except ContractError as exc:
+        return reject(str(exc))
+    district = _district(role, record, city, city_map)
+    if isinstance(district, str) and district.startswith("!"):
+        return reject(district[1:])
+    return Envelope(role, district, f"{topic}:{partition}", offset, record.asdict_deep())
+
+
+def _district(role: str, record: Any, city: City, city_map: CityMap) -> str:
+    """The district to route to, or ``"!reason"`` when the message cannot be used."""
+    if role == "feedback":
+        if record.action not in Feedback.ACTIONS:
+            return f"!Feedback.action: unknown action {record.action!r} (one of {', '.join(Feedback.ACTIONS)})"
+        district = district_of_incident(record.incident_id)
+        if district not in city_map.districts:
+            return f"!feedback for unknown case {record.incident_id!r}"
+        return district
+    district = city_map.district_of_camera.get(record.camera_id)
+    if district is None:
+        return f"!unknown camera id {record.camera_id!r}"
+    if role == "camera_status":
+        if record.state not in CameraStatus.STATES:
+            return f"!CameraStatus.state: unknown state {record.state!r}"
+        return district
+    if record.kind not in Detection.KINDS:
+        return f"!Detection.kind: unknown kind {record.kind!r} (one of start, update, end)"
+    if city.scenario(record.scenario) is None:
+        return f"!unknown scenario {record.scenario!r}"
+    if record.zone_id and city.camera(record.camera_id).zone(record.zone_id) is None:
+        return f"!unknown zone {record.zone_id!r} of camera {record.camera_id!r}"
+    return district

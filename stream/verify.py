@@ -1,0 +1,106 @@
+"""The camera verifies (非现场核查), pure: presence of a case's violation per watched spot.
+
+A case remembers, for every ``camera/zone`` spot it was seen at, whether the violation is present
+and which detector violation ids are active there.  Detection ``start``/``update`` mark it present,
+``end`` removes that violation id, and a :class:`~stream.records.CameraStatus` (the camera's last
+inference) sets it from its ``active`` list — so periodic re-checks verify without new detections.
+
+Example::
+
+    >>> p = Presence()
+    >>> p = observe_detection(p, "cam-01/z", "v1", "start", 100.0)
+    >>> p.present, observe_detection(p, "cam-01/z", "v1", "end", 130.0).absent_since
+    (True, 130.0)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+REOPEN, VERIFY, SELF_CORRECT = "reopen", "verify", "self_correct"
+
+
+@dataclass(frozen=True)
+class Spot:
+    present: bool
+    at: float  # when the camera last said so
+    violations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Presence:
+    spots: dict[str, Spot] = field(default_factory=dict)
+    last_present_at: Optional[float] = None
+    last_observed_at: Optional[float] = None
+
+    @property
+    def present(self) -> bool:
+        return any(s.present for s in self.spots.values())
+
+    @property
+    def absent_since(self) -> Optional[float]:
+        if not self.spots or self.present:
+            return None
+        return max(s.at for s in self.spots.values())
+
+    def to_dict(self) -> dict:
+        return {"spots": {k: [s.present, s.at, list(s.violations)] for k, s in self.spots.items()},
+                "last_present_at": self.last_present_at, "last_observed_at": self.last_observed_at}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Presence":
+        spots = {k: Spot(bool(v[0]), float(v[1]), tuple(v[2])) for k, v in data.get("spots", {}).items()}
+        return cls(spots, data.get("last_present_at"), data.get("last_observed_at"))
+
+
+def _with_spot(p: Presence, name: str, spot: Spot) -> Presence:
+    spots = dict(p.spots)
+    spots[name] = spot
+    present_at = spot.at if spot.present else p.last_present_at
+    if spot.present and p.last_present_at is not None:
+        present_at = max(present_at, p.last_present_at)
+    observed = spot.at if p.last_observed_at is None else max(p.last_observed_at, spot.at)
+    return replace(p, spots=spots, last_present_at=present_at, last_observed_at=observed)
+
+
+def observe_detection(p: Presence, name: str, violation_id: str, kind: str, at: float) -> Presence:
+    old = p.spots.get(name)
+    if old is not None and at < old.at:  # out of order: an older observation changes nothing
+        return p
+    active = set(old.violations) if old else set()
+    if kind == "end":
+        active.discard(violation_id)
+    else:
+        active.add(violation_id)
+    return _with_spot(p, name, Spot(bool(active), at, tuple(sorted(active))))
+
+
+def observe_camera(p: Presence, name: str, present: bool, at: float) -> Presence:
+    """The camera's latest inference: ``present`` is whether ``scenario/zone`` is in its active list."""
+    old = p.spots.get(name)
+    if old is not None and at < old.at:
+        return p
+    violations = old.violations if (old and present) else ()
+    return _with_spot(p, name, Spot(present, at, violations))
+
+
+def verdict(p: Presence, working_state: Optional[str], resolved_at: Optional[float], now: float,
+            grace_s: float) -> Optional[str]:
+    """What the camera says about the case now, or None while undecided.
+
+    * RESOLVED and seen present at least ``grace_s`` after the resolution -> REOPEN (rework);
+    * RESOLVED and absent, observed after the resolution, for ``grace_s`` -> VERIFY;
+    * before the officer arrived and absent for ``grace_s`` -> SELF_CORRECT.
+    """
+    absent_since = p.absent_since
+    if working_state == "RESOLVED" and resolved_at is not None:
+        if p.present and p.last_present_at is not None and p.last_present_at >= resolved_at + grace_s:
+            return REOPEN
+        if (absent_since is not None and p.last_observed_at is not None and p.last_observed_at >= resolved_at
+                and now >= max(resolved_at, absent_since) + grace_s):
+            return VERIFY
+        return None
+    if working_state in ("DETECTED", "DISPATCHED", "ACCEPTED", "REOPENED"):
+        if absent_since is not None and now >= absent_since + grace_s:
+            return SELF_CORRECT
+    return None

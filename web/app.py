@@ -1,0 +1,99 @@
+"""The ASGI application: JSON API (OpenAPI at /openapi.json, docs at /docs), live events, pages.
+
+Example::
+
+    app = create_app(load_city("configs"))      # uvicorn.run(app) — or `nonsite web`
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Optional
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from nonsite.config import City
+from web import routes
+from web.auth import TokenIssuer
+from web.bus import Bus
+from web.readmodel import ReadModel
+
+STATIC = Path(__file__).with_name("static")
+PAGES = {"/": "index.html", "/login": "login.html", "/wall": "wall.html", "/officer": "officer.html",
+         "/reports": "reports.html", "/reports/monthly": "monthly.html"}
+OUTCOME_WAIT_S = 5.0
+
+
+def create_app(city: City, outcome_wait_s: float = OUTCOME_WAIT_S, start_bus: bool = True) -> FastAPI:
+    """The app for one city; ``start_bus=False`` leaves Kafka out (unit tests of pure routes)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.bus = Bus(city, app.state.model)
+        if start_bus:
+            await app.state.bus.start()
+        try:
+            yield
+        finally:
+            if start_bus:
+                await app.state.bus.stop()
+
+    app = FastAPI(title="nonsite operator surfaces 非现场执法",
+                  description="Live alert wall (指挥中心), officer tasks (执法队员) and closure reports (督查). "
+                              "Log in with POST /api/login, then send `Authorization: Bearer <token>` "
+                              "(pages use the session cookie).",
+                  version="1.0", lifespan=lifespan)
+    app.state.city = city
+    app.state.model = ReadModel()
+    app.state.tokens = TokenIssuer.from_env(city.web.token_ttl_minutes * 60)
+    app.state.evidence_root = city.resolve_path(city.detector.evidence_dir)
+    app.state.uploaded_by = {}
+    app.state.outcome_wait_s = outcome_wait_s
+    _install_error_handlers(app)
+    app.include_router(routes.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for path, page in PAGES.items():
+        app.add_api_route(path, _page(page), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/metrics", _metrics, methods=["GET"], include_in_schema=False)
+    return app
+
+
+def _page(name: str):
+    async def serve() -> FileResponse:
+        return FileResponse(STATIC / name, media_type="text/html; charset=utf-8",
+                            headers={"Cache-Control": "no-cache"})
+    return serve
+
+
+async def _metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def field_message(error: dict[str, Any]) -> str:
+    """``body.target_officer: Field required`` — the field path first, as every 4xx answer does."""
+    location = ".".join(str(part) for part in error.get("loc", ()) if part != "body" or len(error["loc"]) == 1)
+    if error.get("type") == "json_invalid":
+        return f"body: not valid JSON ({error.get('ctx', {}).get('error', 'parse error')})"
+    return f"{location or 'body'}: {error.get('msg', 'invalid')}"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        return JSONResponse({"error": field_message(errors[0]) if errors else "invalid request",
+                             "errors": [field_message(e) for e in errors]}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 401 and request.method == "GET" and "text/html" in request.headers.get("accept", "") \
+                and not request.url.path.startswith("/api/"):
+            return RedirectResponse("/login")
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))

@@ -1,0 +1,98 @@
+"""Logins from ``grids.yaml`` and signed, expiring tokens.
+
+A token is ``base64url(json claims) + "." + hex HMAC-SHA256``; the secret comes from
+``NONSITE_WEB_SECRET`` or is drawn at start (tokens then die with the process).
+
+Example::
+
+    >>> issuer = TokenIssuer(b"k", ttl_s=60)
+    >>> token = issuer.issue(Principal("O101", "zhangwei", "Zhang Wei", "officer", "G01"), now=0)
+    >>> issuer.check(token, now=30).username, issuer.check(token, now=61)
+    ('zhangwei', None)
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+from nonsite.config import City
+from nonsite.passwords import verify_password
+
+ROLES = ("operator", "officer", "supervisor")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: ``person_id`` is the officer id for officers, the user id otherwise."""
+
+    person_id: str
+    username: str
+    name: str
+    role: str
+    grid: Optional[str] = None
+
+
+def find_login(city: City, username: str, password: str) -> Optional[Principal]:
+    """The person whose configured credentials match, or None (same answer for unknown user and bad password)."""
+    for officer in city.officers:
+        if officer.credentials and officer.credentials.username == username:
+            ok = verify_password(password, officer.credentials.password_hash)
+            return Principal(officer.id, username, officer.name, "officer", officer.grid) if ok else None
+    for user in city.users:
+        if user.credentials.username == username:
+            ok = verify_password(password, user.credentials.password_hash)
+            return Principal(user.id, username, user.name, user.role) if ok else None
+    return None
+
+
+class TokenIssuer:
+    """Stateless signed tokens with an expiry, plus a revocation list for logout."""
+
+    def __init__(self, secret: bytes, ttl_s: float):
+        self.secret, self.ttl_s = secret, ttl_s
+        self.revoked: set[str] = set()
+
+    @classmethod
+    def from_env(cls, ttl_s: float) -> "TokenIssuer":
+        secret = os.environ.get("NONSITE_WEB_SECRET")
+        return cls(secret.encode() if secret else secrets.token_bytes(32), ttl_s)
+
+    def issue(self, who: Principal, now: Optional[float] = None) -> str:
+        now = time.time() if now is None else now
+        claims = {**asdict(who), "exp": now + self.ttl_s, "jti": secrets.token_hex(8)}
+        body = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode()).decode().rstrip("=")
+        return f"{body}.{self._sign(body)}"
+
+    def expires_at(self, token: str) -> float:
+        return float(self._claims(token)["exp"])
+
+    def check(self, token: str, now: Optional[float] = None) -> Optional[Principal]:
+        """The principal of a valid, unexpired, unrevoked token, else None."""
+        try:
+            body, signature = token.split(".")
+        except ValueError:
+            return None
+        if not hmac.compare_digest(signature, self._sign(body)) or token in self.revoked:
+            return None
+        claims = self._claims(token)
+        if (time.time() if now is None else now) >= claims["exp"] or claims.get("role") not in ROLES:
+            return None
+        return Principal(claims["person_id"], claims["username"], claims["name"], claims["role"], claims.get("grid"))
+
+    def revoke(self, token: str) -> None:
+        self.revoked.add(token)
+
+    def _sign(self, body: str) -> str:
+        return hmac.new(self.secret, body.encode(), hashlib.sha256).hexdigest()
+
+    @staticmethod
+    def _claims(token: str) -> dict:
+        body = token.split(".")[0]
+        return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))

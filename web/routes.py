@@ -1,0 +1,431 @@
+"""The JSON API: login, the live wall, officer tasks and actions, uploads, evidence, reports."""
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import date, datetime, timedelta
+from typing import Any, AsyncIterator, Literal, Optional
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from stream.records import Evidence, Feedback, new_id, parse_iso, utc_now
+from web import evidence as store
+from web import reports
+from web.auth import Principal, find_login
+from web.readmodel import TERMINAL_STATES, ReadModel, norm_state
+from web.security import ANY_ROLE, COOKIE, LIVE_ROLES, OFFICER, OPERATOR, REPORT_ROLES
+from web.views import (REJECT_REASONS, alert_view, camera_status_view, camera_view, case_event_view, incident_view,
+                       task_order, task_view)
+
+router = APIRouter(prefix="/api")
+MAX_RANGE_DAYS = 366
+WALL_RECENT_HOURS = 24
+WALL_LIMIT = 500
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginIn(Strict):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class ActionIn(Strict):
+    action: Literal["accept", "arrive", "resolve", "reject"]
+    note: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=64, description="for reject: one code of GET /api/meta reject_reasons")
+    evidence: list[str] = Field(default=[], max_length=10, description="sha256 of photos sent to POST /api/uploads")
+
+
+class ReassignIn(Strict):
+    target_officer: str = Field(min_length=1, max_length=64)
+    reason: str = Field(default="", max_length=500)
+
+
+class Outcome(BaseModel):
+    feedback_id: str
+    action: str
+    status: Literal["applied", "refused", "pending"]
+    reason: str = ""
+    to_state: Optional[str] = None
+
+
+def _city(request: Request):
+    return request.app.state.city
+
+
+def _model(request: Request) -> ReadModel:
+    return request.app.state.model
+
+
+# ------------------------------------------------------------------ auth
+@router.post("/login", tags=["auth"], summary="log in; returns a bearer token and sets the session cookie")
+async def login(body: LoginIn, request: Request) -> JSONResponse:
+    who = await asyncio.to_thread(find_login, _city(request), body.username, body.password)
+    if who is None:
+        raise HTTPException(401, "username or password is wrong")
+    tokens = request.app.state.tokens
+    token = tokens.issue(who)
+    expires = tokens.expires_at(token)
+    response = JSONResponse({"token": token, "expires_at": datetime.fromtimestamp(expires).astimezone().isoformat(),
+                             "role": who.role, "person_id": who.person_id, "name": who.name})
+    response.set_cookie(COOKIE, token, max_age=int(tokens.ttl_s), httponly=True, samesite="strict", path="/")
+    return response
+
+
+@router.post("/logout", tags=["auth"], summary="end the session (the token stops working)")
+async def logout(request: Request, who: Principal = Depends(ANY_ROLE)) -> JSONResponse:
+    header = request.headers.get("authorization", "")
+    token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
+    if token:
+        request.app.state.tokens.revoke(token)
+    response = JSONResponse({"ok": True})
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/me", tags=["auth"])
+async def me(who: Principal = Depends(ANY_ROLE)) -> dict:
+    return {"person_id": who.person_id, "username": who.username, "name": who.name, "role": who.role,
+            "grid": who.grid}
+
+
+@router.get("/meta", tags=["auth"], summary="scenarios, grids, officers, states and reject reasons for the pages")
+async def meta(request: Request, who: Principal = Depends(ANY_ROLE)) -> dict:
+    city = _city(request)
+    return {"city": city.system.city.name, "city_zh": city.system.city.name_zh,
+            "timezone": city.system.city.timezone,
+            "scenarios": [{"id": s.id, "label_zh": s.label_zh, "label_en": s.label_en, "sla_minutes": s.sla_minutes}
+                          for s in city.scenarios],
+            "grids": [{"id": g.id, "name": g.name} for g in city.grids],
+            "officers": [{"id": o.id, "name": o.name, "grid": o.grid} for o in city.officers],
+            "reject_reasons": [{"code": k, "label": v} for k, v in REJECT_REASONS.items()],
+            "min_sample_for_ranking": city.web.min_sample_for_ranking,
+            "upload_max_mb": city.web.upload_max_mb, "upload_types": city.web.upload_types}
+
+
+# ------------------------------------------------------------------ live wall
+def _wall_incidents(request: Request, scenario: Optional[str] = None, grid: Optional[str] = None,
+                    state: Optional[str] = None, limit: int = WALL_LIMIT) -> list[dict]:
+    city, model = _city(request), _model(request)
+    since = datetime.now().astimezone() - timedelta(hours=WALL_RECENT_HOURS)
+    rows = []
+    for incident in model.all_incidents():
+        if scenario and incident.scenario != scenario or grid and incident.grid_id != grid:
+            continue
+        if state and norm_state(incident.state) != state.upper():
+            continue
+        if norm_state(incident.state) in TERMINAL_STATES and parse_iso(incident.updated_at) < since and not state:
+            continue
+        rows.append(incident_view(city, model, incident))
+    rows.sort(key=lambda v: v["first_seen"], reverse=True)
+    rows.sort(key=lambda v: (not v["open"], not (v["escalated"] or v["overdue"])))
+    return rows[:limit]
+
+
+@router.get("/incidents", tags=["wall"], summary="open and recent incidents, urgent first")
+async def incidents(request: Request, scenario: Optional[str] = Query(None, max_length=64),
+                    grid: Optional[str] = Query(None, max_length=64), state: Optional[str] = Query(None, max_length=32),
+                    limit: int = Query(WALL_LIMIT, ge=1, le=5000), who: Principal = Depends(LIVE_ROLES)) -> list[dict]:
+    return _wall_incidents(request, scenario, grid, state, limit)
+
+
+@router.get("/incidents/{incident_id}", tags=["wall"], summary="one incident with its tasks and audit trail")
+async def incident(incident_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict:
+    model = _model(request)
+    found = model.incidents.get(incident_id)
+    if found is None:
+        raise HTTPException(404, f"incident_id: unknown incident '{incident_id}'")
+    if who.role == "officer" and not model.officer_may_see(who.person_id, incident_id):
+        raise HTTPException(403, "incident_id: this case is not assigned to you")
+    return {**incident_view(_city(request), model, found),
+            "tasks": [t.asdict_deep() for t in model.tasks_of_incident(incident_id)],
+            "history": [case_event_view(e) for e in model.history(incident_id)]}
+
+
+@router.get("/cameras", tags=["wall"], summary="every camera with its latest online/offline status")
+async def cameras(request: Request, who: Principal = Depends(LIVE_ROLES)) -> list[dict]:
+    return camera_view(_city(request), _model(request))
+
+
+@router.get("/alerts", tags=["wall"], summary="latest alerts, newest first")
+async def alerts(request: Request, limit: int = Query(50, ge=1, le=2000),
+                 who: Principal = Depends(LIVE_ROLES)) -> list[dict]:
+    return [alert_view(a) for a in reversed(list(_model(request).alerts)[-limit:])]
+
+
+def _sse(kind: str, data: Any) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _change_events(request: Request, changes: list) -> list[str]:
+    city, model = _city(request), _model(request)
+    out: list[str] = []
+    for kind, record in changes:
+        if kind == "incident":
+            out.append(_sse("incident", incident_view(city, model, record)))
+        elif kind in ("task", "case_event") and record.incident_id in model.incidents:
+            out.append(_sse("incident", incident_view(city, model, model.incidents[record.incident_id])))
+        elif kind == "camera":
+            out.append(_sse("camera", camera_status_view(city, record)))
+        elif kind == "alert":
+            out.append(_sse("alert", alert_view(record)))
+    return out
+
+
+@router.get("/live", tags=["wall"], summary="server-sent events: a snapshot, then incident/camera/alert changes")
+async def live(request: Request, who: Principal = Depends(LIVE_ROLES)) -> StreamingResponse:
+    bus = request.app.state.bus
+    queue: asyncio.Queue = asyncio.Queue(maxsize=2000)
+    bus.listeners.add(queue)
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            yield "retry: 1000\n\n"
+            yield _sse("snapshot", {"incidents": _wall_incidents(request),
+                                    "cameras": camera_view(_city(request), _model(request)),
+                                    "alerts": [alert_view(a) for a in reversed(list(_model(request).alerts)[-50:])]})
+            while queue in bus.listeners:
+                try:
+                    changes = await asyncio.wait_for(queue.get(), 10)
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():
+                        break
+                    yield ": keepalive\n\n"
+                    continue
+                for event in _change_events(request, changes):
+                    yield event
+        finally:
+            bus.listeners.discard(queue)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _send_and_wait(request: Request, feedback: Feedback) -> JSONResponse:
+    bus = request.app.state.bus
+    try:
+        await bus.send_feedback(feedback)
+    except Exception as exc:  # Kafka down: say so, never pretend it was sent
+        raise HTTPException(503, f"feedback could not be written to Kafka: {type(exc).__name__}: {exc}") from None
+    event = await bus.wait_for_outcome(feedback.feedback_id, request.app.state.outcome_wait_s)
+    if event is None:
+        outcome = Outcome(feedback_id=feedback.feedback_id, action=feedback.action, status="pending",
+                          reason="sent; the case processor has not answered yet")
+        return JSONResponse(outcome.model_dump(), status_code=202)
+    outcome = Outcome(feedback_id=feedback.feedback_id, action=feedback.action,
+                      status="applied" if event.applied else "refused", reason=event.reason,
+                      to_state=norm_state(event.to_state) or None)
+    return JSONResponse(outcome.model_dump(), status_code=200 if event.applied else 409)
+
+
+@router.post("/incidents/{incident_id}/reassign", tags=["wall"], response_model=Outcome,
+             responses={202: {"model": Outcome}, 409: {"model": Outcome}},
+             summary="operator: hand the case to another officer (Feedback action 'reassign')")
+async def reassign(incident_id: str, body: ReassignIn, request: Request,
+                   who: Principal = Depends(OPERATOR)) -> JSONResponse:
+    city, model = _city(request), _model(request)
+    if not any(o.id == body.target_officer for o in city.officers):
+        raise HTTPException(422, f"target_officer: unknown officer '{body.target_officer}'")
+    found = model.incidents.get(incident_id)
+    if found is None:
+        raise HTTPException(404, f"incident_id: unknown incident '{incident_id}'")
+    task = model.current_task(incident_id)
+    feedback = Feedback(feedback_id=new_id(), incident_id=incident_id, action="reassign", actor=who.person_id,
+                        at=utc_now(), task_id=task.task_id if task else found.task_id, reason=body.reason,
+                        target_officer=body.target_officer)
+    return await _send_and_wait(request, feedback)
+
+
+# ------------------------------------------------------------------ officer
+@router.get("/my/tasks", tags=["officer"], summary="the caller's tasks: active first, urgent and newest first")
+async def my_tasks(request: Request, who: Principal = Depends(OFFICER)) -> list[dict]:
+    city, model = _city(request), _model(request)
+    views = [task_view(city, model, t) for t in model.tasks_of_officer(who.person_id)]
+    return sorted(views, key=task_order)
+
+
+def _own_task(request: Request, who: Principal, task_id: str):
+    task = _model(request).tasks.get(task_id)
+    if task is None:
+        raise HTTPException(404, f"task_id: unknown task '{task_id}'")
+    if who.role == "officer" and task.officer_id != who.person_id:
+        raise HTTPException(403, "task_id: this task is assigned to another officer")
+    return task
+
+
+@router.get("/tasks/{task_id}", tags=["officer"], summary="one task with the evidence, location and history")
+async def task_detail(task_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict:
+    task = _own_task(request, who, task_id)
+    model = _model(request)
+    return {**task_view(_city(request), model, task),
+            "history": [case_event_view(e) for e in model.history(task.incident_id)]}
+
+
+@router.post("/tasks/{task_id}/actions", tags=["officer"], response_model=Outcome,
+             responses={202: {"model": Outcome}, 409: {"model": Outcome}},
+             summary="officer: accept, arrive, resolve (note, photos) or reject as a false alarm (reason code)")
+async def task_action(task_id: str, body: ActionIn, request: Request,
+                      who: Principal = Depends(OFFICER)) -> JSONResponse:
+    task = _own_task(request, who, task_id)
+    if body.action == "reject" and body.reason not in REJECT_REASONS:
+        raise HTTPException(422, f"reason: a false-alarm rejection needs one of {', '.join(REJECT_REASONS)}")
+    root = request.app.state.evidence_root
+    photos = []
+    for index, sha in enumerate(body.evidence):
+        path = store.locate(root, sha)
+        if path is None:
+            raise HTTPException(422, f"evidence[{index}]: no uploaded file with sha256 '{sha[:70]}'")
+        photos.append(Evidence(kind="officer_photo", sha256=sha, uri=str(path.relative_to(root)),
+                               content_type=store.media_type(path)))
+    reason = REJECT_REASONS.get(body.reason, body.reason) if body.action == "reject" else body.reason
+    feedback = Feedback(feedback_id=new_id(), incident_id=task.incident_id, action=body.action, actor=who.person_id,
+                        at=utc_now(), task_id=task.task_id, reason=f"{body.reason}: {reason}" if body.reason else "",
+                        note=body.note, evidence=photos)
+    return await _send_and_wait(request, feedback)
+
+
+@router.get("/feedback/{feedback_id}", tags=["officer"], response_model=Outcome,
+            summary="the processor's answer to an earlier action (when POST returned 202 pending)")
+async def feedback_outcome(feedback_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> Outcome:
+    event = _model(request).outcome(feedback_id)
+    if event is None:
+        return Outcome(feedback_id=feedback_id, action="", status="pending")
+    if who.role == "officer" and not _model(request).officer_may_see(who.person_id, event.incident_id):
+        raise HTTPException(403, "feedback_id: not your case")
+    return Outcome(feedback_id=feedback_id, action=event.action, status="applied" if event.applied else "refused",
+                   reason=event.reason, to_state=norm_state(event.to_state) or None)
+
+
+@router.post("/uploads", tags=["officer"], status_code=201,
+             summary="officer: upload one photo as the raw request body (Content-Type image/jpeg, png or webp)",
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 t: {"schema": {"type": "string", "format": "binary"}} for t in ("image/jpeg", "image/png",
+                                                                               "image/webp")}}})
+async def upload(request: Request, who: Principal = Depends(OFFICER)) -> dict:
+    web = _city(request).web
+    declared = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if declared not in web.upload_types:
+        raise HTTPException(415, f"content-type: '{declared or 'missing'}' is not allowed "
+                                 f"(allowed: {', '.join(web.upload_types)})")
+    limit = int(web.upload_max_mb * 1024 * 1024)
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise HTTPException(413, f"body: larger than the {web.upload_max_mb:g} MB upload limit")
+    data = bytearray()
+    async for chunk in request.stream():
+        data.extend(chunk)
+        if len(data) > limit:
+            raise HTTPException(413, f"body: larger than the {web.upload_max_mb:g} MB upload limit")
+    if not data:
+        raise HTTPException(422, "body: empty upload")
+    actual = store.sniff_type(bytes(data))
+    if actual != declared:
+        raise HTTPException(415, f"body: the file is {actual or 'not an image'}, not {declared}")
+    saved = await asyncio.to_thread(store.store, request.app.state.evidence_root, bytes(data), declared)
+    request.app.state.uploaded_by.setdefault(saved.sha256, set()).add(who.person_id)
+    return {**saved.asdict_deep(), "url": f"/api/evidence/{saved.sha256}", "size": len(data)}
+
+
+@router.get("/evidence/{sha256}", tags=["evidence"], summary="an evidence file, to users allowed to see its case")
+async def evidence_file(sha256: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> FileResponse:
+    if not store.SHA256.match(sha256):
+        raise HTTPException(422, "sha256: expected 64 lowercase hex characters")
+    model = _model(request)
+    if who.role == "officer":
+        mine = who.person_id in request.app.state.uploaded_by.get(sha256, set()) or any(
+            model.officer_may_see(who.person_id, incident_id) for incident_id in model.incidents_with_evidence(sha256))
+        if not mine:
+            raise HTTPException(403, "sha256: this evidence belongs to a case not assigned to you")
+    path = store.locate(request.app.state.evidence_root, sha256)
+    if path is None:
+        raise HTTPException(404, f"sha256: no evidence file '{sha256}' in the store")
+    return FileResponse(path, media_type=store.media_type(path), headers={"Cache-Control": "private, max-age=3600"})
+
+
+# ------------------------------------------------------------------ reports
+def _period(request: Request, first: Optional[date], last: Optional[date]) -> reports.Period:
+    tz = ZoneInfo(_city(request).system.city.timezone)
+    today = datetime.now(tz).date()
+    last = last or today
+    first = first or last - timedelta(days=29)
+    if last < first:
+        raise HTTPException(422, f"to: {last} is before from: {first}")
+    if (last - first).days >= MAX_RANGE_DAYS:
+        raise HTTPException(422, f"to: the range may cover at most {MAX_RANGE_DAYS} days")
+    return reports.Period(first, last, tz)
+
+
+def _facts(request: Request, period: reports.Period) -> list[reports.CaseFacts]:
+    return reports.in_period(reports.case_facts(_city(request), _model(request)), period)
+
+
+FROM = Query(None, alias="from", description="first day YYYY-MM-DD, local time (default: 29 days before to)")
+TO = Query(None, alias="to", description="last day YYYY-MM-DD (default: today)")
+BY = Query("scenario", description="scenario, grid, officer or camera")
+
+
+@router.get("/reports/summary", tags=["reports"], summary="closure, on-time, rework, false-alarm rates by group")
+async def summary(request: Request, first: Optional[date] = FROM, last: Optional[date] = TO,
+                  by: Literal["scenario", "grid", "officer", "camera"] = BY,
+                  who: Principal = Depends(REPORT_ROLES)) -> dict:
+    period = _period(request, first, last)
+    rows, total = reports.summarise(_facts(request, period), by, reports.labels(_city(request), by))
+    return {"from": period.first.isoformat(), "to": period.last.isoformat(), "by": by,
+            "rows": [r.as_dict() for r in rows], "total": total.as_dict()}
+
+
+@router.get("/reports/summary.csv", tags=["reports"], summary="the same summary as CSV")
+async def summary_csv(request: Request, first: Optional[date] = FROM, last: Optional[date] = TO,
+                      by: Literal["scenario", "grid", "officer", "camera"] = BY,
+                      who: Principal = Depends(REPORT_ROLES)) -> PlainTextResponse:
+    period = _period(request, first, last)
+    rows, total = reports.summarise(_facts(request, period), by, reports.labels(_city(request), by))
+    name = f"nonsite-{by}-{period.first}-{period.last}.csv"
+    return PlainTextResponse("\ufeff" + reports.to_csv(rows, total), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/reports/daily", tags=["reports"], summary="per day: filed, closed, closure rate")
+async def daily(request: Request, first: Optional[date] = FROM, last: Optional[date] = TO,
+                who: Principal = Depends(REPORT_ROLES)) -> list[dict]:
+    period = _period(request, first, last)
+    return reports.daily(_facts(request, period), period)
+
+
+@router.get("/reports/trend.svg", tags=["reports"], summary="the daily trend as an SVG chart")
+async def trend(request: Request, first: Optional[date] = FROM, last: Optional[date] = TO,
+                who: Principal = Depends(REPORT_ROLES)) -> Response:
+    period = _period(request, first, last)
+    return Response(reports.trend_svg(reports.daily(_facts(request, period), period)), media_type="image/svg+xml")
+
+
+@router.get("/reports/ranking", tags=["reports"], summary="ranking; groups under the minimum sample are not ranked")
+async def ranking(request: Request, first: Optional[date] = FROM, last: Optional[date] = TO,
+                  by: Literal["officer", "grid", "scenario", "camera"] = Query("officer"),
+                  min_sample: Optional[int] = Query(None, ge=1, le=100000),
+                  who: Principal = Depends(REPORT_ROLES)) -> dict:
+    period = _period(request, first, last)
+    rows, _ = reports.summarise(_facts(request, period), by, reports.labels(_city(request), by))
+    needed = min_sample or _city(request).web.min_sample_for_ranking
+    return {"from": period.first.isoformat(), "to": period.last.isoformat(), "by": by,
+            **reports.ranking(rows, needed).as_dict()}
+
+
+@router.get("/reports/monthly", tags=["reports"], summary="the monthly report: counts by scenario, rates")
+async def monthly(request: Request, month: str = Query(..., pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
+                                                       description="YYYY-MM"),
+                  who: Principal = Depends(REPORT_ROLES)) -> dict:
+    city = _city(request)
+    period = reports.month_period(month, ZoneInfo(city.system.city.timezone))
+    facts = _facts(request, period)
+    rows, total = reports.summarise(facts, "scenario", reports.labels(city, "scenario"))
+    grids, _ = reports.summarise(facts, "grid", reports.labels(city, "grid"))
+    return {"month": month, "from": period.first.isoformat(), "to": period.last.isoformat(),
+            "city": city.system.city.name, "city_zh": city.system.city.name_zh,
+            "by_scenario": [r.as_dict() for r in rows], "by_grid": [g.as_dict() for g in grids],
+            "total": total.as_dict()}
