@@ -44,9 +44,16 @@ class StaticForeground:
     _background: Optional[np.ndarray] = field(default=None, repr=False)
     _previous: Optional[np.ndarray] = field(default=None, repr=False)
     _static_since: Optional[np.ndarray] = field(default=None, repr=False)
+    _last_mask: Optional[np.ndarray] = field(default=None, repr=False)
+    _last_regions: list[DetectedObject] = field(default_factory=list, repr=False)
 
-    def update(self, image: np.ndarray, timestamp: float) -> list[DetectedObject]:
-        small = thumbnail(image, self.width).astype(np.float32)
+    def update(self, image: Optional[np.ndarray], timestamp: float,
+               small: Optional[np.ndarray] = None) -> list[DetectedObject]:
+        """Learn from a frame that may have changed; returns the static regions at ``timestamp``.
+
+        ``small`` is the frame's :func:`~detector.motion.thumbnail` when the caller already made it.
+        """
+        small = (small if small is not None else thumbnail(image, self.width)).astype(np.float32)
         if self._background is None or self._background.shape != small.shape:
             return self._reset(small)
         foreground = np.abs(small - self._background) > self.pixel_threshold
@@ -58,22 +65,37 @@ class StaticForeground:
         background = ~foreground
         self._background[background] += self.learning_rate * (small[background] - self._background[background])
         self._previous = small
-        return self._regions(timestamp - self._static_since >= self.settle_s)
+        return self.refresh(timestamp)[1]
+
+    def refresh(self, timestamp: float) -> tuple[bool, list[DetectedObject]]:
+        """Static regions at ``timestamp`` for a frame equal to the last one learnt (the motion gate skipped it).
+
+        Returns ``(changed, regions)``; cheap when nothing crossed ``settle_s`` since the last call.
+        """
+        if self._static_since is None:
+            return False, []
+        mask = timestamp - self._static_since >= self.settle_s
+        if self._last_mask is not None and np.array_equal(mask, self._last_mask):
+            return False, self._last_regions
+        self._last_mask, self._last_regions = mask, self._regions(mask)
+        return True, self._last_regions
 
     def _reset(self, small: np.ndarray) -> list[DetectedObject]:
         self._background, self._previous = small.copy(), small
         self._static_since = np.full(small.shape, np.inf, np.float64)
+        self._last_mask, self._last_regions = None, []
         return []
 
     def _regions(self, mask: np.ndarray) -> list[DetectedObject]:
         mask = mask.astype(np.uint8)
-        kernel = np.ones((3, 3), np.uint8)
-        mask = cv2.morphologyEx(cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel), cv2.MORPH_CLOSE, kernel)
+        # open: drop speckle; close with a wider kernel: one object split by a thin seam is one region
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
         count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         height, width = mask.shape
         regions = []
         for x, y, w, h, area in stats[1:count]:
             if area / mask.size >= self.min_area:
-                regions.append(DetectedObject(STATIC_OBJECT, 1.0, (x / width, y / height, (x + w) / width,
-                                                                   (y + h) / height)))
+                regions.append(DetectedObject(STATIC_OBJECT, 1.0, (float(x / width), float(y / height),
+                                                                   float((x + w) / width), float((y + h) / height))))
         return regions

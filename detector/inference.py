@@ -12,6 +12,8 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +58,11 @@ class Detector:
              min_confidence: float = 0.25) -> "Detector":
         from ultralytics import YOLO
 
-        model = YOLO(str(weights), task="detect")
-        probe = np.zeros((imgsz, imgsz, 3), np.uint8)
-        model.predict(probe, imgsz=imgsz, device=device, verbose=False)  # builds the predictor and backend
+        _ultralytics_logs_to_stderr()
+        with contextlib.redirect_stdout(sys.stderr):  # ultralytics prints on stdout; ours may carry JSON lines
+            model = YOLO(str(weights), task="detect")
+            probe = np.zeros((imgsz, imgsz, 3), np.uint8)
+            model.predict(probe, imgsz=imgsz, device=device, verbose=False)  # builds the predictor and backend
         backend = model.predictor.model
         detector = cls(model=model, names={int(k): str(v) for k, v in backend.names.items()},
                        max_batch=max(1, min(batch, batch_capacity(backend, batch))), imgsz=imgsz,
@@ -72,9 +76,13 @@ class Detector:
         return detector
 
     @classmethod
-    def from_settings(cls, settings: DetectorSettings, weights: Optional[str | Path] = None) -> "Detector":
-        return cls.load(weights or settings.weights, imgsz=settings.imgsz, device=settings.device,
-                        batch=settings.batch, min_confidence=settings.min_confidence)
+    def from_settings(cls, settings: DetectorSettings, weights: Optional[str | Path] = None):
+        """A :class:`Detector`, or a :class:`DetectorPool` of ``settings.workers`` of them."""
+        def one() -> "Detector":
+            return cls.load(weights or settings.weights, imgsz=settings.imgsz, device=settings.device,
+                            batch=settings.batch, min_confidence=settings.min_confidence)
+
+        return one() if settings.workers == 1 else DetectorPool([one() for _ in range(settings.workers)])
 
     @property
     def class_names(self) -> set[str]:
@@ -100,6 +108,85 @@ class Detector:
         return [DetectedObject(self.names.get(int(c), str(int(c))), float(s),
                                tuple(float(v) for v in np.clip(b, 0.0, 1.0)))
                 for b, s, c in zip(normalised, confidences, classes)]
+
+
+MANIFEST = Path(__file__).resolve().parents[1] / "models" / "manifest.yaml"
+
+
+def check_manifest(weights: str | Path, manifest: Path = MANIFEST) -> Optional[str]:
+    """Compare a weights file with its entry (by file name) in ``models/manifest.yaml``.
+
+    Returns a one-line warning when the file's sha256 differs from the pinned one, else None
+    (unknown names, unpinned entries and names that are not files pass).
+    """
+    import hashlib
+
+    import yaml
+
+    path = Path(weights)
+    if not path.is_file() or not manifest.is_file():
+        return None
+    entries = (yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}).get("models", [])
+    pinned = next((e.get("sha256") for e in entries if e.get("name") == path.name), None)
+    if not pinned:
+        return None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != pinned:
+        return f"{path}: sha256 {digest} differs from models/manifest.yaml ({pinned}): not the known {path.name}"
+    return None
+
+
+def _ultralytics_logs_to_stderr() -> None:
+    """ultralytics logs to stdout, where ``detect-file`` writes its JSON lines: move it to stderr."""
+    import logging
+
+    from ultralytics.utils import LOGGER
+
+    for handler in LOGGER.handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
+            handler.setStream(sys.stderr)
+
+
+class DetectorPool:
+    """Several model instances inferring in parallel threads (model runtimes release the GIL).
+
+    The naive way to use a 2-core machine is one model and one thread (ultralytics runs TFLite on
+    ``cpu_count - 1`` threads); two instances on one frame each keep both cores busy with less
+    synchronisation than one multi-threaded instance.  Frames are split into contiguous chunks,
+    results come back in input order.
+
+    Example::
+
+        >>> pool = DetectorPool([Detector.load(w), Detector.load(w)])          # doctest: +SKIP
+        >>> len(pool.detect(images)) == len(images)                              # doctest: +SKIP
+        True
+    """
+
+    def __init__(self, detectors: Sequence[Detector]):
+        from concurrent.futures import ThreadPoolExecutor
+
+        if not detectors:
+            raise ValueError("a DetectorPool needs at least one detector")
+        self.detectors = list(detectors)
+        self.names = self.detectors[0].names
+        self.max_batch = sum(d.max_batch for d in self.detectors)
+        self._threads = ThreadPoolExecutor(len(self.detectors), thread_name_prefix="infer")
+        log.info("inference workers", workers=len(self.detectors), frames_per_call=self.max_batch)
+
+    @property
+    def class_names(self) -> set[str]:
+        return set(self.names.values())
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[DetectedObject]]:
+        if len(images) <= self.detectors[0].max_batch:
+            return self.detectors[0].detect(images)
+        share = -(-len(images) // len(self.detectors))  # ceiling division
+        chunks = [images[i:i + share] for i in range(0, len(images), share)]
+        futures = [self._threads.submit(d.detect, chunk) for d, chunk in zip(self.detectors, chunks)]
+        return [found for future in futures for found in future.result()]
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False)
 
 
 def batch_capacity(backend, wanted: int) -> int:

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -37,18 +38,17 @@ class _CameraState:
 
 
 def thumbnail(image: np.ndarray, width: int) -> np.ndarray:
-    """A blurred grayscale thumbnail ``width`` pixels wide.
+    """A blurred grayscale thumbnail ``width`` pixels wide, in tens of microseconds even for 1080p.
 
-    Nearest-neighbour sampling to 4x the width first, then area averaging: almost the quality of an
-    area resize of the full frame for a fraction of its cost (a full 1080p INTER_AREA takes ~6 ms).
+    The green channel (most of luma) sampled on a grid about twice the thumbnail's size, then area
+    averaged: a full-frame resize and colour conversion would cost ~1 ms a frame, which at hundreds of
+    camera-frames a second is more than the gate saves.
     """
     height, full_width = image.shape[:2]
     small_h = max(1, round(height * width / full_width))
-    if full_width > 4 * width:
-        image = cv2.resize(image, (4 * width, 4 * small_h), interpolation=cv2.INTER_NEAREST)
-    small = cv2.resize(image, (width, small_h), interpolation=cv2.INTER_AREA)
-    if small.ndim == 3:
-        small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    step = max(1, full_width // (2 * width))
+    sampled = image[::step, ::step, 1] if image.ndim == 3 else image[::step, ::step]
+    small = cv2.resize(np.ascontiguousarray(sampled), (width, small_h), interpolation=cv2.INTER_AREA)
     return cv2.GaussianBlur(small, (3, 3), 0)
 
 
@@ -66,12 +66,15 @@ class MotionGate:
     settings: MotionSettings
     _cameras: dict[str, _CameraState] = field(default_factory=dict)
 
-    def decide(self, camera_id: str, image: np.ndarray, timestamp: float) -> GateDecision:
+    def decide(self, camera_id: str, image: np.ndarray, timestamp: float,
+               small: Optional[np.ndarray] = None) -> GateDecision:
+        """Infer this frame or not; ``small`` is its :func:`thumbnail` when the caller already made it."""
         settings = self.settings
         state = self._cameras.get(camera_id)
         if not settings.enabled:
             return GateDecision(True, "disabled", 1.0)
-        small = thumbnail(image, settings.downscale_width)
+        if small is None:
+            small = thumbnail(image, settings.downscale_width)
         if state is None:
             self._cameras[camera_id] = _CameraState(small, timestamp)
             return GateDecision(True, "first", 1.0)

@@ -94,6 +94,20 @@ def source_kind(source: str) -> str:
     return "folder" if path.is_dir() else "file"
 
 
+def resolve_source(source: str, base: Path) -> str:
+    """A relative file or folder path made relative to ``base`` (e.g. the project); URLs unchanged.
+
+    >>> resolve_source(".cache/demo/cam-01.mp4", Path("/srv/nonsite"))
+    '/srv/nonsite/.cache/demo/cam-01.mp4'
+    >>> resolve_source("rtsp://10.0.0.5/1", Path("/srv/nonsite"))
+    'rtsp://10.0.0.5/1'
+    """
+    if source_kind(source) not in ("file", "folder"):
+        return source
+    path = local_path(source)
+    return str(path if path.is_absolute() else Path(base) / path)
+
+
 def local_path(source: str) -> Path:
     return Path(source[len("file://"):] if source.startswith("file://") else source)
 
@@ -209,7 +223,7 @@ class CameraReader:
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
         self.online = False
-        self.ended = False
+        self._source_ended = False
         self.frames_read = 0
         self.frames_dropped = 0
         self.reconnects = 0
@@ -236,6 +250,15 @@ class CameraReader:
             self._slot_changed.notify_all()
         if self._thread is not None:
             self._thread.join(timeout if timeout is not None else self.read_timeout_s + self.open_timeout_s + 5)
+
+    @property
+    def ended(self) -> bool:
+        """A file or folder reached its end and its last frame was taken: nothing more will come.
+
+        Safe to check right after :meth:`latest` returned ``None``: the last frame is never lost.
+        """
+        with self._slot_changed:
+            return self._source_ended and self._slot is None
 
     @property
     def running(self) -> bool:
@@ -355,10 +378,10 @@ class CameraReader:
                     return
                 self._put(frame)
         except SourceError as exc:
-            self.ended = True
+            self._source_ended = True
             self._set_status(False, str(exc))
             return
-        self.ended = True
+        self._source_ended = True
         self._set_status(False, f"end of {kind}")
 
     def _video_frames(self, path: Path) -> Iterator[Frame]:

@@ -9,8 +9,13 @@ that:
   own frame-count buffer is disabled), so a missed detection or a short occlusion keeps the id;
 * a ByteTrack id that does reappear as a new id right where a recently lost track of the same
   class was is stitched back to that track's stable id;
-* on a frame the motion gate skipped (the picture has not changed), :meth:`CameraTracker.carry`
-  counts the objects of the last inference as seen again.
+* the picture's *scene* changes only when the motion gate sees motion: every object seen since the
+  last change is still there while nothing moves.  On a frame the gate skipped,
+  :meth:`CameraTracker.carry` counts them as seen again, and an inference without motion (a
+  periodic re-check) that misses one of them is a detector miss, not a departure, so the track is
+  carried too.  A departure always comes with motion; after an inference on motion that misses a
+  known object, :meth:`CameraTracker.needs_inference` asks for the next frames to be inferred
+  (for half of ``lost_after_s``) so a one-frame miss is corrected quickly.
 
 Example::
 
@@ -18,7 +23,7 @@ Example::
     >>> dog = DetectedObject("dog", 0.9, (0.4, 0.5, 0.6, 0.9))
     >>> [t.track_id for t in tracker.update([dog], 0.0)]
     [1]
-    >>> tracker.update([], 1.0), [t.track_id for t in tracker.update([dog], 2.0)]
+    >>> tracker.update([], 1.0, scene_changed=True), [t.track_id for t in tracker.update([dog], 2.0)]
     ([], [1])
     >>> [t.track_id for t in tracker.expire(12.5)]
     [1]
@@ -79,7 +84,7 @@ def _make_byte_tracker(args):
 
 class CameraTracker:
     """Tracks of one camera.  Call :meth:`update` on inferred frames, :meth:`carry` on skipped ones,
-    :meth:`expire` on every frame."""
+    :meth:`expire` on every frame (all in frame-time order)."""
 
     def __init__(self, lost_after_s: float = 10.0, tracker: str = "bytetrack.yaml",
                  ids: Optional[Iterator[int]] = None, tracker_args=None):
@@ -88,15 +93,19 @@ class CameraTracker:
         self._ids = ids if ids is not None else itertools.count(1)
         self._tracks: dict[int, Track] = {}
         self._by_byte_id: dict[int, int] = {}
-        self._last_seen_ids: set[int] = set()
+        self._scene: set[int] = set()  # tracks seen since the picture last changed
+        self._force_until: Optional[float] = None
+        self._frames: dict[int, tuple[float, Optional[np.ndarray]]] = {}  # ByteTrack frame id -> (time, image)
         self._class_index: dict[str, int] = {}
 
     # ------------------------------------------------------------------ frames
     def update(self, detections: list[DetectedObject], timestamp: float,
                shape: Optional[tuple[int, int]] = None, image: Optional[np.ndarray] = None,
-               keep_first_frame: frozenset[str] = frozenset()) -> list[Track]:
-        """Associate one inferred frame's detections; returns the tracks seen in it.
+               keep_first_frame: frozenset[str] = frozenset(), scene_changed: bool = True) -> list[Track]:
+        """Associate one inferred frame's detections; returns the tracks present in it.
 
+        ``scene_changed`` is False when the motion gate saw no motion (a forced or periodic
+        inference): objects of this scene the model missed are then carried as present.
         ``image`` is kept as the clean first-seen frame of new tracks whose class is in ``keep_first_frame``.
         """
         from ultralytics.engine.results import Boxes
@@ -108,23 +117,35 @@ class CameraTracker:
             cls = self._class_index.setdefault(detection.class_name, len(self._class_index))
             rows[index] = (x1 * width, y1 * height, x2 * width, y2 * height, detection.confidence, cls)
         output = self._byte.update(Boxes(rows, (height, width)), None)
+        frame_id = self._byte.frame_id
+        self._frames[frame_id] = (timestamp, image)
         matched = {self._by_byte_id[int(row[4])] for row in output if int(row[4]) in self._by_byte_id}
+        starts = {s.track_id: s.start_frame for s in self._byte.tracked_stracks}
         seen: list[Track] = []
         for row in output:
             byte_id, det_index = int(row[4]), int(row[7])
             detection = detections[det_index]
-            track = self._stable_track(byte_id, detection, timestamp, matched)
-            matched.add(track.track_id)
+            first_at, first_image = self._frames.get(starts.get(byte_id, frame_id), (timestamp, image))
+            track = self._stable_track(byte_id, detection, first_at, matched)
             track.seen(detection, timestamp)
-            if track.first_frame is None and track.first_seen == timestamp and detection.class_name in keep_first_frame:
-                track.first_frame = image
+            if track.first_frame is None and track.first_seen == first_at and detection.class_name in keep_first_frame:
+                track.first_frame = first_image
+            matched.add(track.track_id)
             seen.append(track)
-        self._last_seen_ids = {t.track_id for t in seen}
+        seen_ids = {t.track_id for t in seen}
+        if scene_changed:
+            missing = any(i not in seen_ids for i in self._tracks)
+            self._scene = set(seen_ids)
+            self._force_until = timestamp + self.lost_after_s / 2 if missing else None
+        else:
+            seen.extend(self.carry(timestamp, exclude=seen_ids))
+            self._scene |= seen_ids
+        self._forget_frames(frame_id)
         return seen
 
-    def carry(self, timestamp: float) -> list[Track]:
-        """The picture has not changed since the last inference: its tracks are seen again."""
-        carried = [self._tracks[i] for i in self._last_seen_ids if i in self._tracks]
+    def carry(self, timestamp: float, exclude: set[int] = frozenset()) -> list[Track]:
+        """No motion since the scene last changed: every object seen in this scene is still there."""
+        carried = [self._tracks[i] for i in sorted(self._scene) if i in self._tracks and i not in exclude]
         for track in carried:
             track.last_seen = timestamp
         return carried
@@ -145,7 +166,7 @@ class CameraTracker:
             del self._by_byte_id[byte_id]
         for track_id in gone_ids:
             del self._tracks[track_id]
-        self._last_seen_ids -= gone_ids
+        self._scene -= gone_ids
         return sorted(gone, key=lambda t: t.track_id)
 
     # ------------------------------------------------------------------ state
@@ -154,12 +175,16 @@ class CameraTracker:
         """Every track not yet expired, seen in the last frame or not."""
         return list(self._tracks.values())
 
-    @property
-    def needs_inference(self) -> bool:
-        """True while a new object waits for confirmation or a known one is missing but not yet expired."""
-        if any(not s.is_activated for s in self._byte.tracked_stracks):
-            return True
-        return any(i not in self._last_seen_ids for i in self._tracks)
+    def needs_inference(self, timestamp: float) -> bool:
+        """True shortly after motion made a known object disappear: infer again to tell a miss from a departure."""
+        if self._force_until is None or timestamp > self._force_until:
+            return False
+        return any(i not in self._scene for i in self._tracks)
+
+    def _forget_frames(self, frame_id: int) -> None:
+        """Keep the frames new (unconfirmed) tracks may have started in: this one and the previous."""
+        for old in [f for f in self._frames if f < frame_id - 1]:
+            del self._frames[old]
 
     def _stable_track(self, byte_id: int, detection: DetectedObject, timestamp: float,
                       taken: set[int]) -> Track:

@@ -29,7 +29,9 @@ class ZoneArea:
     polygon: tuple[Point, ...]
 
     def contains(self, point: Point) -> bool:
-        return point_in_polygon(point, self.polygon)
+        # a box touching the frame's bottom or right edge has its point on the edge: count it as inside
+        x, y = min(point[0], 1.0 - 1e-6), min(point[1], 1.0 - 1e-6)
+        return point_in_polygon((x, y), self.polygon)
 
 
 def zones_of(camera: Camera) -> list[ZoneArea]:

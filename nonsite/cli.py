@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     detect_file.add_argument("--camera", required=True, help="camera id whose zones apply")
     detect_file.add_argument("--annotated", type=Path, default=None, help="write an annotated video here")
     detect_file.add_argument("--publish", action="store_true", help="also publish the events to Kafka")
+    detect_file.add_argument("--start-epoch", type=float, default=None,
+                             help="epoch seconds of the video's first frame (default: the file's mtime)")
     detect_file.set_defaults(run=_handler("detector.cli:detect_file"), needs_config=True)
 
     evidence = commands.add_parser("evidence", help="evidence store tools")
@@ -97,7 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     web.set_defaults(run=_handler("web.cli:serve"), needs_config=True)
 
     demo = commands.add_parser("demo", help="end to end: local Kafka, worker, detector on the sample videos")
-    demo.add_argument("--keep-running", action="store_true", help="leave Kafka and the worker running")
+    demo.add_argument("--exit", action="store_true",
+                      help="stop everything after the summary (default: keep worker and web running until Ctrl-C)")
+    demo.add_argument("--web-port", type=int, default=8080)
+    demo.add_argument("--worker-port", type=int, default=6066)
+    demo.add_argument("--kafka-port", type=int, default=9092)
+    demo.add_argument("--kafka-data-dir", type=Path, default=None, help="default var/kafka")
+    demo.add_argument("--settle-s", type=float, default=20.0, help="how long to collect incidents and tasks")
     demo.set_defaults(run=_handler("nonsite.demo:run"), needs_config=True)
     return parser
 

@@ -247,6 +247,7 @@ class DetectorSettings(Strict):
     imgsz: int = Field(default=640, ge=32)
     device: str = "cpu"
     batch: int = Field(default=8, ge=1)
+    workers: int = Field(default=1, ge=1, le=64)  # model instances inferring in parallel threads (CPU cores)
     tracker: str = "bytetrack.yaml"
     min_confidence: float = Field(default=0.25, gt=0, le=1)
     motion: MotionSettings = MotionSettings()
@@ -269,6 +270,8 @@ class StreamSettings(Strict):
     tick_s: float = Field(default=5, gt=0)
     web_port: int = Field(default=6066, ge=1, le=65535)
     data_dir: str = "var/worker"
+    store: Literal["memory://", "rocksdb://"] = "memory://"  # table store; changelogs in Kafka either way
+    commit_interval_s: float = Field(default=2.8, gt=0)  # how often the worker commits consumer offsets
 
 
 class WebSettings(Strict):

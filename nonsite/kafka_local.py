@@ -13,6 +13,7 @@ Example::
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -214,9 +215,10 @@ class LocalKafka:
         id_file = self.data_dir / "cluster.id"
         if not id_file.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            raw = hashlib.sha256(os.urandom(16)).digest()[:16]
-            import base64
-            id_file.write_text(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+            cluster_id = "-"
+            while cluster_id.startswith("-"):  # as Kafka's Uuid: a leading '-' would read as a flag
+                cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+            id_file.write_text(cluster_id)
         return id_file.read_text().strip()
 
     # ------------------------------------------------------------ lifecycle

@@ -6,13 +6,11 @@ Example::
 """
 from __future__ import annotations
 
-import asyncio
-import json
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -27,7 +25,7 @@ from web.readmodel import ReadModel
 
 STATIC = Path(__file__).with_name("static")
 PAGES = {"/": "index.html", "/login": "login.html", "/wall": "wall.html", "/officer": "officer.html",
-         "/reports": "reports.html", "/reports/monthly": "monthly.html"}
+         "/reports": "reports.html", "/reports/monthly": "monthly.html", "/docs": "docs.html"}
 OUTCOME_WAIT_S = 5.0
 
 
@@ -49,12 +47,14 @@ def create_app(city: City, outcome_wait_s: float = OUTCOME_WAIT_S, start_bus: bo
                   description="Live alert wall (指挥中心), officer tasks (执法队员) and closure reports (督查). "
                               "Log in with POST /api/login, then send `Authorization: Bearer <token>` "
                               "(pages use the session cookie).",
-                  version="1.0", lifespan=lifespan)
+                  version="1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.city = city
     app.state.model = ReadModel()
     app.state.tokens = TokenIssuer.from_env(city.web.token_ttl_minutes * 60)
     app.state.evidence_root = city.resolve_path(city.detector.evidence_dir)
     app.state.uploaded_by = {}
+    app.state.demo_logins = None  # computed on first use
+    app.state.sent = {}  # feedback id -> SentFeedback, to answer GET /api/feedback/{id}
     app.state.outcome_wait_s = outcome_wait_s
     _install_error_handlers(app)
     app.include_router(routes.router)

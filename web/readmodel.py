@@ -14,12 +14,13 @@ Example::
 """
 from __future__ import annotations
 
+import json
 import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
-from stream.records import Alert, CameraStatus, CaseEvent, ContractRecord, Incident, Task, parse_iso
+from stream.records import Alert, CameraStatus, CaseEvent, ContractRecord, DeadLetter, Incident, Task, parse_iso
 
 CLOSED_STATES = frozenset({"CLOSED", "VERIFIED", "SELF_CORRECTED"})
 TERMINAL_STATES = CLOSED_STATES | {"REJECTED"}
@@ -33,6 +34,22 @@ def norm_state(state: Optional[str]) -> str:
     return (state or "").upper()
 
 
+def position(topic: str, partition: int, offset: int) -> str:
+    """Where a message sits, as the case processor writes it in ``CaseEvent.source``."""
+    return f"{topic}/{partition}/{offset}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The case processor's answer to one feedback: applied, or refused with the reason."""
+
+    applied: bool
+    reason: str
+    action: str
+    incident_id: str
+    to_state: Optional[str] = None
+
+
 @dataclass
 class ReadModel:
     incidents: dict[str, Incident] = field(default_factory=dict)
@@ -41,7 +58,8 @@ class ReadModel:
     cameras: dict[str, CameraStatus] = field(default_factory=dict)
     alerts: deque = field(default_factory=lambda: deque(maxlen=2000))
     case_events: dict[str, list[CaseEvent]] = field(default_factory=dict)
-    outcomes: dict[str, list[CaseEvent]] = field(default_factory=dict)  # feedback id -> its case events
+    outcomes: dict[str, list[Verdict]] = field(default_factory=dict)  # feedback id or position -> verdicts
+    feedback_topic: str = ""  # dead letters from this topic answer feedback too
     evidence_cases: dict[str, set[str]] = field(default_factory=dict)  # sha256 -> incident ids
     escalated: set[str] = field(default_factory=set)
     messages: int = 0
@@ -62,6 +80,8 @@ class ReadModel:
             return [("alert", record)]
         if isinstance(record, CaseEvent):
             return self._case_event(record)
+        if isinstance(record, DeadLetter):
+            return self._dead_letter(record)
         return []
 
     def _incident(self, incident: Incident) -> list[Change]:
@@ -95,16 +115,35 @@ class ReadModel:
             self.evidence_cases.setdefault(sha, set()).add(event.incident_id)
         if event.applied and norm_state(event.to_state) == "ESCALATED":
             self.escalated.add(event.incident_id)
-        for feedback_id in set(_FEEDBACK_ID.findall(f"{event.source} {event.reason}")) | {event.event_id}:
-            self.outcomes.setdefault(feedback_id, []).append(event)
+        verdict = Verdict(event.applied, event.reason, event.action, event.incident_id, event.to_state)
+        keys = set(_FEEDBACK_ID.findall(f"{event.source} {event.reason}")) | {event.event_id}
+        if event.source:
+            keys |= {event.source, re.split(r"[#\s]", event.source)[0]}
+        for key in keys:
+            self.outcomes.setdefault(key, []).append(verdict)
         return [("case_event", event)]
 
+    def _dead_letter(self, letter: DeadLetter) -> list[Change]:
+        """A feedback the processor could not use at all (unknown case...) is refused with the dead letter's reason."""
+        if letter.topic != self.feedback_topic:
+            return []
+        try:
+            raw = json.loads(letter.raw)
+        except ValueError:
+            raw = {}
+        raw = raw if isinstance(raw, dict) else {}
+        verdict = Verdict(False, letter.reason, str(raw.get("action", "")), str(raw.get("incident_id", "")))
+        for key in {position(letter.topic, letter.partition, letter.offset), str(raw.get("feedback_id", ""))} - {""}:
+            self.outcomes.setdefault(key, []).append(verdict)
+        return [("dead_letter", letter)]
+
     # ------------------------------------------------------------ queries
-    def outcome(self, feedback_id: str) -> Optional[CaseEvent]:
-        """The processor's verdict on one feedback: the first refused case event, else the first applied one."""
-        events = self.outcomes.get(feedback_id) or []
-        refused = [e for e in events if not e.applied]
-        return (refused or events or [None])[0]
+    def outcome(self, *keys: str) -> Optional[Verdict]:
+        """The processor's verdict on one feedback, found by its id or its position on the feedback topic:
+        the first refusal if any step was refused, else the first applied step."""
+        verdicts = [v for key in keys if key for v in self.outcomes.get(key, [])]
+        refused = [v for v in verdicts if not v.applied]
+        return (refused or verdicts or [None])[0]
 
     def tasks_of_incident(self, incident_id: str) -> list[Task]:
         return [self.tasks[t] for t in self.tasks_by_incident.get(incident_id, [])]

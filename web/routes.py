@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, AsyncIterator, Literal, Optional
 from zoneinfo import ZoneInfo
@@ -14,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from stream.records import Evidence, Feedback, new_id, parse_iso, utc_now
 from web import evidence as store
 from web import reports
+from nonsite.passwords import verify_password
 from web.auth import Principal, find_login
-from web.readmodel import TERMINAL_STATES, ReadModel, norm_state
+from web.readmodel import TERMINAL_STATES, ReadModel, Verdict, norm_state
 from web.security import ANY_ROLE, COOKIE, LIVE_ROLES, OFFICER, OPERATOR, REPORT_ROLES
 from web.views import (REJECT_REASONS, alert_view, camera_status_view, camera_view, case_event_view, incident_view,
                        task_order, task_view)
@@ -93,6 +95,32 @@ async def logout(request: Request, who: Principal = Depends(ANY_ROLE)) -> JSONRe
 async def me(who: Principal = Depends(ANY_ROLE)) -> dict:
     return {"person_id": who.person_id, "username": who.username, "name": who.name, "role": who.role,
             "grid": who.grid}
+
+
+DEMO_PASSWORDS = {"operator": "ops-demo", "supervisor": "sup-demo", "officer": "off-demo"}
+
+
+def _demo_logins(city) -> list[dict]:
+    """Accounts that still have the published demo password (so a real deployment shows none)."""
+    people = [(o.credentials.username, "officer", o.credentials.password_hash) for o in city.officers if o.credentials]
+    people += [(u.credentials.username, u.role, u.credentials.password_hash) for u in city.users]
+    return [{"username": name, "password": DEMO_PASSWORDS[role], "role": role} for name, role, stored in people
+            if verify_password(DEMO_PASSWORDS[role], stored)]
+
+
+@router.get("/demo-logins", tags=["auth"], summary="demo accounts whose published demo password still works")
+async def demo_logins(request: Request) -> list[dict]:
+    if request.app.state.demo_logins is None:
+        request.app.state.demo_logins = await asyncio.to_thread(_demo_logins, _city(request))
+    return request.app.state.demo_logins
+
+
+@router.get("/health", tags=["auth"], summary="liveness: is the read model consuming (no login needed)")
+async def health(request: Request) -> JSONResponse:
+    bus = request.app.state.bus
+    body = {"ok": bus.healthy, "records": _model(request).messages, "incidents": len(_model(request).incidents),
+            "last_record_at": bus.last_message_at}
+    return JSONResponse(body, status_code=200 if bus.healthy else 503)
 
 
 @router.get("/meta", tags=["auth"], summary="scenarios, grids, officers, states and reject reasons for the pages")
@@ -207,21 +235,34 @@ async def live(request: Request, who: Principal = Depends(LIVE_ROLES)) -> Stream
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
+@dataclass(frozen=True)
+class SentFeedback:
+    actor: str
+    incident_id: str
+    action: str
+    position: str
+
+
+def _outcome(feedback_id: str, action: str, verdict: Optional[Verdict]) -> Outcome:
+    if verdict is None:
+        return Outcome(feedback_id=feedback_id, action=action, status="pending",
+                       reason="sent; the case processor has not answered yet")
+    return Outcome(feedback_id=feedback_id, action=action, status="applied" if verdict.applied else "refused",
+                   reason=verdict.reason, to_state=norm_state(verdict.to_state) or None)
+
+
 async def _send_and_wait(request: Request, feedback: Feedback) -> JSONResponse:
     bus = request.app.state.bus
     try:
-        await bus.send_feedback(feedback)
+        where = await bus.send_feedback(feedback)
     except Exception as exc:  # Kafka down: say so, never pretend it was sent
         raise HTTPException(503, f"feedback could not be written to Kafka: {type(exc).__name__}: {exc}") from None
-    event = await bus.wait_for_outcome(feedback.feedback_id, request.app.state.outcome_wait_s)
-    if event is None:
-        outcome = Outcome(feedback_id=feedback.feedback_id, action=feedback.action, status="pending",
-                          reason="sent; the case processor has not answered yet")
-        return JSONResponse(outcome.model_dump(), status_code=202)
-    outcome = Outcome(feedback_id=feedback.feedback_id, action=feedback.action,
-                      status="applied" if event.applied else "refused", reason=event.reason,
-                      to_state=norm_state(event.to_state) or None)
-    return JSONResponse(outcome.model_dump(), status_code=200 if event.applied else 409)
+    request.app.state.sent[feedback.feedback_id] = SentFeedback(feedback.actor, feedback.incident_id,
+                                                                 feedback.action, where)
+    verdict = await bus.wait_for_outcome((feedback.feedback_id, where), request.app.state.outcome_wait_s)
+    outcome = _outcome(feedback.feedback_id, feedback.action, verdict)
+    status = {"applied": 200, "refused": 409, "pending": 202}[outcome.status]
+    return JSONResponse(outcome.model_dump(), status_code=status)
 
 
 @router.post("/incidents/{incident_id}/reassign", tags=["wall"], response_model=Outcome,
@@ -263,8 +304,11 @@ def _own_task(request: Request, who: Principal, task_id: str):
 async def task_detail(task_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict:
     task = _own_task(request, who, task_id)
     model = _model(request)
-    return {**task_view(_city(request), model, task),
-            "history": [case_event_view(e) for e in model.history(task.incident_id)]}
+    history = model.history(task.incident_id)
+    photos = list(dict.fromkeys(sha for event in history for sha in event.evidence))
+    return {**task_view(_city(request), model, task), "history": [case_event_view(e) for e in history],
+            "photos": [{"sha256": sha, "url": f"/api/evidence/{sha}"} for sha in photos
+                       if store.locate(request.app.state.evidence_root, sha)]}
 
 
 @router.post("/tasks/{task_id}/actions", tags=["officer"], response_model=Outcome,
@@ -293,13 +337,13 @@ async def task_action(task_id: str, body: ActionIn, request: Request,
 @router.get("/feedback/{feedback_id}", tags=["officer"], response_model=Outcome,
             summary="the processor's answer to an earlier action (when POST returned 202 pending)")
 async def feedback_outcome(feedback_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> Outcome:
-    event = _model(request).outcome(feedback_id)
-    if event is None:
-        return Outcome(feedback_id=feedback_id, action="", status="pending")
-    if who.role == "officer" and not _model(request).officer_may_see(who.person_id, event.incident_id):
-        raise HTTPException(403, "feedback_id: not your case")
-    return Outcome(feedback_id=feedback_id, action=event.action, status="applied" if event.applied else "refused",
-                   reason=event.reason, to_state=norm_state(event.to_state) or None)
+    sent = request.app.state.sent.get(feedback_id)
+    model = _model(request)
+    if sent is None:
+        raise HTTPException(404, f"feedback_id: no feedback '{feedback_id[:40]}' was sent through this server")
+    if who.role == "officer" and sent.actor != who.person_id:
+        raise HTTPException(403, "feedback_id: not your action")
+    return _outcome(feedback_id, sent.action, model.outcome(feedback_id, sent.position))
 
 
 @router.post("/uploads", tags=["officer"], status_code=201,
@@ -352,7 +396,10 @@ def _period(request: Request, first: Optional[date], last: Optional[date]) -> re
     tz = ZoneInfo(_city(request).system.city.timezone)
     today = datetime.now(tz).date()
     last = last or today
-    first = first or last - timedelta(days=29)
+    try:
+        first = first or last - timedelta(days=29)
+    except OverflowError:
+        raise HTTPException(422, f"to: {last} leaves no room for a 30-day range before it") from None
     if last < first:
         raise HTTPException(422, f"to: {last} is before from: {first}")
     if (last - first).days >= MAX_RANGE_DAYS:
@@ -421,7 +468,10 @@ async def monthly(request: Request, month: str = Query(..., pattern=r"^\d{4}-(0[
                                                        description="YYYY-MM"),
                   who: Principal = Depends(REPORT_ROLES)) -> dict:
     city = _city(request)
-    period = reports.month_period(month, ZoneInfo(city.system.city.timezone))
+    try:
+        period = reports.month_period(month, ZoneInfo(city.system.city.timezone))
+    except (ValueError, OverflowError) as exc:
+        raise HTTPException(422, f"month: {exc}") from None
     facts = _facts(request, period)
     rows, total = reports.summarise(facts, "scenario", reports.labels(city, "scenario"))
     grids, _ = reports.summarise(facts, "grid", reports.labels(city, "grid"))

@@ -1,0 +1,206 @@
+"""Detector throughput: the naive loop against the pipeline, same input, same machine, one run.
+
+Input: ``--cameras`` simulated cameras sampled every ``--interval`` seconds of simulated time for
+``--duration`` seconds, replaying real footage that is mostly static:
+
+* most cameras hold one real photo still (``NONSITE_MEDIA`` photos and ultralytics' bus.jpg and
+  zidane.jpg, at most 1280 px wide), with mild per-frame sensor noise (Gaussian, sigma 3), and one
+  scene change at a random moment (a region of the photo painted out: an object leaves);
+* ``--moving`` cameras replay the two real CCTV clips (a new clip frame at every sample).
+
+Frames are decoded and built in memory before timing, so neither side pays for decoding.
+
+(a) naive: ``model.predict(frame)`` for every frame of every camera (ultralytics defaults);
+(b) pipeline: :class:`detector.pipeline.Pipeline` (motion gate with the config's re-check
+    interval, batched inference where the model allows it, tracking, rules, evidence), once per
+    ``--workers`` value: 1 = one model instance like the naive loop (the gain is the pipeline's
+    alone), 2 = two instances in parallel threads (both cores of a 2-core machine).
+
+Prints camera-frames/s for both, the ratio, and whether the pipeline keeps up with 150 cameras
+sampled every 2 s (75 camera-frames/s).
+
+Usage::
+
+    NONSITE_WEIGHTS=../shared/models/yolov8n_int8.tflite NONSITE_MEDIA=../shared/media \\
+        .venv/bin/python bench/detector_bench.py --cameras 20 --moving 2 --duration 120
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from detector.evidence import EvidenceStore  # noqa: E402
+from detector.inference import Detector  # noqa: E402
+from detector.pipeline import Pipeline  # noqa: E402
+from detector.samples import clip_frames, paint_out  # noqa: E402
+from detector.sources import Frame  # noqa: E402
+from nonsite.config import Camera, load_city  # noqa: E402
+from nonsite.logs import setup_logging  # noqa: E402
+
+CLIPS = ("cctv_pedestrian_shopping_street_elevated_04.mp4", "cctv_traffic_intersection_beijing_uadetrac_01.mp4")
+TARGET_CAMERAS, TARGET_INTERVAL_S = 150, 2.0
+NOISE_VARIANTS = 4
+EPOCH = 1_800_000_000.0
+
+
+@dataclass
+class SimulatedCamera:
+    camera: Camera
+    frames: list[np.ndarray]  # one per step (shared arrays: a still camera repeats a few)
+    moving: bool
+
+
+def photos(media: Path) -> list[Path]:
+    import ultralytics
+
+    assets = Path(ultralytics.__file__).parent / "assets"
+    found = sorted(media.glob("*.jpg")) + sorted(assets.glob("*.jpg"))
+    if not found:
+        raise SystemExit(f"no photos in {media}")
+    return found
+
+
+def fit(image: np.ndarray, max_width: int = 1280) -> np.ndarray:
+    if image.shape[1] <= max_width:
+        return image
+    height = round(image.shape[0] * max_width / image.shape[1])
+    return cv2.resize(image, (max_width, height), interpolation=cv2.INTER_AREA)
+
+
+def noisy_variants(image: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    return [np.clip(image.astype(np.int16) + rng.normal(0, 3, image.shape).astype(np.int16), 0, 255)
+            .astype(np.uint8) for _ in range(NOISE_VARIANTS)]
+
+
+def camera_config(camera_id: str) -> Camera:
+    whole = [[0, 0], [1, 0], [1, 1], [0, 1]]
+    lower = [[0, 0.4], [1, 0.4], [1, 1], [0, 1]]
+    return Camera(id=camera_id, name=camera_id, source="bench", location={"lat": 30.65, "lon": 104.06},
+                  grid="G01", sample_interval_s=TARGET_INTERVAL_S,
+                  zones=[{"id": "z-walk", "kind": "sidewalk", "polygon": lower},
+                         {"id": "z-street", "kind": "no_vending", "polygon": whole},
+                         {"id": "z-corner", "kind": "no_piling", "polygon": lower}])
+
+
+def build_cameras(media: Path, count: int, moving: int, steps: int, seed: int) -> list[SimulatedCamera]:
+    rng = np.random.default_rng(seed)
+    chooser = random.Random(seed)
+    stills = [fit(cv2.imread(str(p))) for p in photos(media)]
+    clips = [[fit(f) for f in clip_frames(media / name, 60)] for name in CLIPS]
+    cameras = []
+    for index in range(count):
+        camera = camera_config(f"bench-{index:03d}")
+        if index < moving:
+            clip = clips[index % len(clips)]
+            offset = chooser.randrange(len(clip))
+            cameras.append(SimulatedCamera(camera, [clip[(offset + s) % len(clip)] for s in range(steps)], True))
+            continue
+        photo = stills[index % len(stills)]
+        before = noisy_variants(photo, rng)
+        after = noisy_variants(paint_out(photo, [(0.3, 0.3, 0.6, 0.7)]), rng)
+        change = chooser.randrange(steps // 4, 3 * steps // 4)
+        frames = [(before if s < change else after)[s % NOISE_VARIANTS] for s in range(steps)]
+        cameras.append(SimulatedCamera(camera, frames, False))
+    return cameras
+
+
+def run_naive(weights: str, cameras: list[SimulatedCamera], steps: int) -> tuple[float, int]:
+    from ultralytics import YOLO
+
+    model = YOLO(weights, task="detect")
+    model.predict(cameras[0].frames[0], verbose=False)  # warm-up, not timed
+    started = time.perf_counter()
+    count = 0
+    for step in range(steps):
+        for sim in cameras:
+            model.predict(sim.frames[step], verbose=False)
+            count += 1
+    return time.perf_counter() - started, count
+
+
+def run_pipeline(weights: str, cameras: list[SimulatedCamera], steps: int, config: Path, batch: int,
+                 workers: int):
+    city = load_city(config)
+    settings = city.detector.model_copy(update={"batch": batch, "workers": workers})
+    detector = Detector.from_settings(settings, weights)
+    detector.detect([cameras[0].frames[0]])  # warm-up, not timed
+    with tempfile.TemporaryDirectory() as evidence:
+        pipeline = Pipeline([c.camera for c in cameras], city.scenarios, settings, detector,
+                            EvidenceStore(Path(evidence)), report_missing=False)
+        started = time.perf_counter()
+        events = 0
+        for step in range(steps):
+            now = EPOCH + step * TARGET_INTERVAL_S
+            frames = [Frame(sim.camera.id, sim.frames[step], now, step) for sim in cameras]
+            events += len(pipeline.process(frames))
+        elapsed = time.perf_counter() - started
+    return elapsed, pipeline.stats, events
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cameras", type=int, default=20)
+    parser.add_argument("--moving", type=int, default=2, help="cameras replaying the moving CCTV clips")
+    parser.add_argument("--duration", type=float, default=120.0, help="simulated seconds per camera")
+    parser.add_argument("--batch", type=int, default=8, help="pipeline batch (capped by what the model takes)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="pipeline runs with this many parallel model instances (one run each)")
+    parser.add_argument("--weights", default=os.environ.get("NONSITE_WEIGHTS"))
+    parser.add_argument("--media", type=Path, default=Path(os.environ.get("NONSITE_MEDIA", "")))
+    parser.add_argument("--config", type=Path, default=PROJECT / "configs")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", action="store_true", help="also print the result as one JSON line")
+    args = parser.parse_args(argv)
+    if not args.weights or not Path(args.weights).exists():
+        parser.error("set NONSITE_WEIGHTS or --weights to the model file")
+    if not args.media.is_dir():
+        parser.error("set NONSITE_MEDIA or --media to the folder of real photos and clips")
+    setup_logging("WARNING")
+
+    steps = int(args.duration / TARGET_INTERVAL_S)
+    cameras = build_cameras(args.media, args.cameras, args.moving, steps, args.seed)
+    print(f"input: {args.cameras} cameras ({args.moving} moving, {args.cameras - args.moving} still with one "
+          f"scene change), {steps} samples each every {TARGET_INTERVAL_S:g} s = {steps * args.cameras} "
+          f"camera-frames; {os.cpu_count()} CPUs")
+
+    naive_s, naive_frames = run_naive(args.weights, cameras, steps)
+    naive_rate = naive_frames / naive_s
+    print(f"(a) naive model.predict per frame:  {naive_frames} frames in {naive_s:.1f} s = "
+          f"{naive_rate:.1f} camera-frames/s")
+
+    need = TARGET_CAMERAS / TARGET_INTERVAL_S
+    results = []
+    for workers in args.workers:
+        pipe_s, stats, events = run_pipeline(args.weights, cameras, steps, args.config, args.batch, workers)
+        pipe_rate = stats.frames / pipe_s
+        ratio = pipe_rate / naive_rate
+        print(f"(b) pipeline, {workers} model worker{'s' if workers > 1 else ' '}:     {stats.frames} frames in "
+              f"{pipe_s:.1f} s = {pipe_rate:.1f} camera-frames/s (inferred {stats.inferred} = "
+              f"{stats.inferred / stats.frames:.0%}, {stats.model_calls} model calls, {events} events)")
+        print(f"    ratio pipeline/naive: {ratio:.2f}x (goal >= 4x); 150 cameras every 2 s need {need:.0f} "
+              f"camera-frames/s: {'keeps up' if pipe_rate >= need else 'does NOT keep up'} "
+              f"({pipe_rate / need:.2f}x of the need)")
+        results.append({"workers": workers, "pipeline_fps": round(pipe_rate, 2), "ratio": round(ratio, 2),
+                        "inferred_fraction": round(stats.inferred / stats.frames, 3),
+                        "model_calls": stats.model_calls, "events": events})
+    if args.json:
+        print(json.dumps({"cameras": args.cameras, "moving": args.moving, "steps": steps,
+                          "naive_fps": round(naive_rate, 2), "pipeline": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

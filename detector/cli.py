@@ -1,0 +1,227 @@
+"""The detector's subcommands, called by ``nonsite`` (see :mod:`nonsite.cli`).
+
+* ``nonsite detect-file VIDEO --camera ID [--annotated out.mp4] [--publish] [--start-epoch S]``: one
+  video offline, at the camera's sample interval, with video time as the clock (starting at
+  ``--start-epoch`` or the file's mtime); a progress bar on stderr, the events as JSON lines on stdout.
+* ``nonsite evidence verify EVENTS.jsonl [--store DIR]``: recompute the sha256 of every evidence file
+  the events reference; exit 0 when all match, else 1 with one line per mismatch.
+* ``nonsite detect [--camera ID ...] [--once]``: every enabled camera live: readers -> pipeline ->
+  Kafka, Prometheus metrics on ``detector.metrics_port``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import structlog
+
+from nonsite.cli import CommandError
+from nonsite.config import Camera, City
+from stream.records import ContractError, Detection
+
+log = structlog.get_logger("detector.cli")
+
+
+def _camera(city: City, camera_id: str) -> Camera:
+    camera = city.camera(camera_id)
+    if camera is None:
+        known = ", ".join(c.id for c in city.cameras)
+        raise CommandError(f"--camera: unknown camera '{camera_id}' (known: {known})")
+    return camera
+
+
+def _load_detector(city: City):
+    from detector.inference import Detector
+
+    weights = city.detector.weights
+    path = city.resolve_path(weights)
+    if not path.exists() and Path(weights).parent != Path("."):
+        raise CommandError(f"detector.weights: file not found: {path} (set NONSITE_WEIGHTS or the config)")
+    from detector.inference import check_manifest
+
+    mismatch = check_manifest(path)
+    if mismatch:
+        log.warning(mismatch)
+    try:  # a bare standard name (yolov8n.pt) is downloaded by ultralytics
+        return Detector.from_settings(city.detector, str(path) if path.exists() else weights)
+    except (FileNotFoundError, ConnectionError) as exc:
+        raise CommandError(f"detector.weights: cannot load {weights!r}: {exc}") from None
+
+
+def _publisher(city: City):
+    from detector.publisher import EventPublisher
+
+    return EventPublisher(city.kafka.bootstrap, city.kafka.topics, city.resolve_path(city.detector.spool_dir),
+                          int(city.detector.spool_max_mb * (1 << 20)))
+
+
+# ---------------------------------------------------------------- detect-file
+def detect_file(args: argparse.Namespace, city: Optional[City]) -> int:
+    from tqdm import tqdm
+
+    from detector.evidence import EvidenceStore
+    from detector.pipeline import Pipeline
+    from detector.sources import SourceError, iter_file_frames, open_capture, video_fps
+
+    assert city is not None
+    camera = _camera(city, args.camera)
+    video: Path = args.video
+    if not video.is_file():
+        raise CommandError(f"{video}: video file not found")
+    capture = open_capture(str(video))
+    fps, count = video_fps(capture), int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    capture.release()
+    total = int(count / fps / camera.sample_interval_s) + 1 if count else None
+
+    detector = _load_detector(city)
+    store = EvidenceStore(city.resolve_path(city.detector.evidence_dir))
+    pipeline = Pipeline([camera], city.scenarios, city.detector, detector, store)
+    publisher = _publisher(city) if args.publish else None
+    writer = None
+    events = 0
+    start_epoch = args.start_epoch if getattr(args, "start_epoch", None) is not None else video.stat().st_mtime
+    try:
+        frames = iter_file_frames(video, camera.sample_interval_s, start_epoch=start_epoch, camera_id=camera.id)
+        for frame in tqdm(frames, total=total, unit="frame", desc=camera.id, file=sys.stderr):
+            for event in pipeline.process([frame]):
+                events += 1
+                print(event.to_json().decode(), flush=True)
+                if publisher is not None:
+                    publisher.publish(event)
+            if args.annotated is not None:
+                writer = writer or _video_writer(args.annotated, frame.image, 1.0 / camera.sample_interval_s)
+                writer.write(pipeline.render(frame))
+    except SourceError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        if writer is not None:
+            writer.release()
+        if publisher is not None:
+            delivered = publisher.flush(30)
+            publisher.close()
+            if not delivered:
+                log.warning("Kafka did not take every event; the rest stay in the spool",
+                            spool=str(city.resolve_path(city.detector.spool_dir)))
+    still_open = [v.violation_id for s in pipeline.cameras.values() for v in s.rules.open_violations()]
+    stats = pipeline.stats
+    log.info("file done", camera=camera.id, frames=stats.frames, inferred=stats.inferred, skipped=stats.skipped,
+             events=events, open_at_end=len(still_open))
+    return 0
+
+
+def _video_writer(path: Path, image, fps: float) -> cv2.VideoWriter:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (image.shape[1], image.shape[0]))
+    if not writer.isOpened():
+        raise CommandError(f"--annotated: cannot write video {path}")
+    return writer
+
+
+# ---------------------------------------------------------------- evidence verify
+def read_events(path: Path) -> list[Detection]:
+    """Detection events from a JSON-lines file; other records (camera status) and blank lines are skipped."""
+    events = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"{path}:{number}: not JSON: {exc.msg}") from None
+        if not isinstance(data, dict) or "violation_id" not in data:
+            continue
+        try:
+            events.append(Detection.from_dict(data))
+        except ContractError as exc:
+            raise CommandError(f"{path}:{number}: {exc}") from None
+    return events
+
+
+def evidence_verify(args: argparse.Namespace, city: Optional[City]) -> int:
+    from detector.evidence import verify
+
+    assert city is not None
+    if not args.events.is_file():
+        raise CommandError(f"{args.events}: events file not found")
+    store = args.store or city.resolve_path(city.detector.evidence_dir)
+    events = read_events(args.events)
+    problems = verify(events, store)
+    for line in problems:
+        print(line)
+    files = len({(e.uri, e.sha256) for event in events for e in event.evidence})
+    log.info("evidence verified", events=len(events), files=files, problems=len(problems), store=str(store))
+    return 1 if problems else 0
+
+
+# ---------------------------------------------------------------- detect (live)
+def detect(args: argparse.Namespace, city: Optional[City]) -> int:
+    from detector import metrics
+    from detector.evidence import EvidenceStore
+    from detector.pipeline import Pipeline
+    from detector.sources import CameraReader
+
+    assert city is not None
+    cameras = [c for c in city.cameras if c.enabled]
+    if args.camera:
+        cameras = [_camera(city, camera_id) for camera_id in args.camera]
+    if not cameras:
+        raise CommandError("no enabled camera in the configuration")
+    port = args.metrics_port if args.metrics_port is not None else city.detector.metrics_port
+    bound = metrics.start_metrics_server(port)
+    log.info("metrics served", port=bound)
+
+    detector = _load_detector(city)
+    pipeline = Pipeline(cameras, city.scenarios, city.detector, detector,
+                        EvidenceStore(city.resolve_path(city.detector.evidence_dir)))
+    publisher = _publisher(city)
+    transitions: list[tuple[str, bool, str]] = []
+    lock = threading.Lock()
+
+    def on_status(camera_id: str, online: bool, reason: str) -> None:
+        with lock:
+            transitions.append((camera_id, online, reason))
+
+    readers = {c.id: CameraReader(c, on_status=on_status).start() for c in cameras}
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _detect_loop(pipeline, readers, publisher, transitions, lock, stop, args.once)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for reader in readers.values():
+            reader.stop(timeout=5)
+        publisher.close(timeout=10)
+    stats = pipeline.stats
+    log.info("detector stopped", frames=stats.frames, inferred=stats.inferred, skipped=stats.skipped,
+             events=stats.events, spool=publisher.spool_depth)
+    return 0
+
+
+def _detect_loop(pipeline, readers, publisher, transitions, lock, stop: threading.Event, once: bool) -> None:
+    """Take the newest frame of every camera, run them as one batch, publish; until stopped (or all ended)."""
+    known: dict[str, tuple[bool, str]] = {}  # camera id -> (online, reason) as its reader last reported
+    while not stop.is_set():
+        with lock:
+            changes, transitions[:] = list(transitions), []
+        now = time.time()
+        for camera_id, online, reason in changes:
+            known[camera_id] = (online, reason)
+            publisher.publish(pipeline.status(camera_id, now, "online" if online else "offline", reason))
+        frames = [f for f in (r.latest() for r in readers.values()) if f is not None]
+        if frames:
+            for event in pipeline.process(frames):
+                publisher.publish(event)
+        for status in pipeline.due_statuses(now, known):
+            publisher.publish(status)
+        if once and not frames and all(r.ended for r in readers.values()):
+            break  # a file reader sets ``ended`` after handing over its last frame
+        if not frames:
+            stop.wait(0.05)

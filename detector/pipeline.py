@@ -1,0 +1,279 @@
+"""The detector's stage chain: frame -> motion gate -> batched inference -> tracking -> rules -> evidence -> events.
+
+One :class:`Pipeline` serves every camera of a process.  :meth:`Pipeline.process` takes a batch of
+frames (any cameras, each with its own timestamp), runs the model once on the frames that need it,
+and returns the violation events (:class:`stream.records.Detection`) due at those frame times.  It
+only depends on frames with timestamps, so the same code runs live cameras (readers) and offline
+files (:func:`run_offline`), and tests drive it on a simulated clock.
+
+Example::
+
+    >>> pipeline = Pipeline(city.cameras, city.scenarios, city.detector, Detector.load(weights),
+    ...                     EvidenceStore(Path("var/evidence")))                       # doctest: +SKIP
+    >>> for event in run_offline(pipeline, iter_file_frames("cam-01.mp4", 1.0, camera_id="cam-01")):
+    ...     print(event.kind, event.scenario)                                           # doctest: +SKIP
+    start stray_dog
+    end stray_dog
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Optional, Protocol, Sequence
+
+import numpy as np
+import structlog
+
+from detector import metrics
+from detector.background import StaticForeground
+from detector.evidence import Drawn, EvidenceStore, annotate, caption
+from detector.inference import DetectedObject, Timer, report_missing_classes
+from detector.motion import GateDecision, MotionGate, thumbnail
+from detector.rules import ANYWHERE, CameraRules, Frame as RuleFrame, ViolationEvent
+from detector.tracking import CameraTracker, Track
+from detector.zones import ZoneArea, covered_fraction, zones_of
+from nonsite.config import Camera, DetectorSettings, Scenario
+from stream.records import CameraStatus, Detection, Evidence, new_id, to_iso
+
+log = structlog.get_logger("detector.pipeline")
+
+COVERED = 0.5  # a static region this much inside a detected object's box is that object, not a pile
+
+
+class FrameLike(Protocol):
+    camera_id: str
+    image: np.ndarray
+    timestamp: float
+    index: int
+
+
+class ObjectDetector(Protocol):
+    """What the pipeline needs from a model (:class:`detector.inference.Detector` or a test script)."""
+
+    max_batch: int
+
+    @property
+    def class_names(self) -> set[str]: ...
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[DetectedObject]]: ...
+
+
+@dataclass
+class CameraState:
+    camera: Camera
+    zones: list[ZoneArea]
+    tracker: CameraTracker
+    rules: CameraRules
+    background: Optional[StaticForeground] = None
+    static_tracker: Optional[CameraTracker] = None
+    seen: list[Track] = field(default_factory=list)
+    last_frame_at: Optional[float] = None
+    last_inference_at: Optional[float] = None
+    last_status_at: Optional[float] = None
+    frames: int = 0
+    inferred: int = 0
+
+
+@dataclass
+class PipelineStats:
+    frames: int = 0
+    inferred: int = 0
+    skipped: int = 0
+    model_calls: int = 0
+    events: int = 0
+
+
+class Pipeline:
+    """All cameras' stages; not thread-safe (one caller drives it)."""
+
+    def __init__(self, cameras: Iterable[Camera], scenarios: Sequence[Scenario], settings: DetectorSettings,
+                 detector: ObjectDetector, evidence: Optional[EvidenceStore] = None,
+                 report_missing: bool = True):
+        self.settings = settings
+        self.detector = detector
+        self.evidence = evidence
+        self.gate = MotionGate(settings.motion)
+        self.stats = PipelineStats()
+        model_classes = detector.class_names
+        self.cameras: dict[str, CameraState] = {}
+        for camera in cameras:
+            self.cameras[camera.id] = self._camera_state(camera, scenarios, model_classes)
+        watched = {s.id: s for state in self.cameras.values() for s in state.rules.scenarios}
+        self.missing_class_lines = report_missing_classes([watched[k] for k in sorted(watched)], model_classes) \
+            if report_missing else []
+
+    def _camera_state(self, camera: Camera, scenarios: Sequence[Scenario], model_classes: set[str]) -> CameraState:
+        settings = self.settings
+        ids = itertools.count(1)
+        zones = zones_of(camera)
+        rules = CameraRules(camera.id, zones, list(scenarios), settings.lost_after_s, settings.update_interval_s)
+        tracker = CameraTracker(settings.lost_after_s, settings.tracker, ids=ids)
+        state = CameraState(camera, zones, tracker, rules)
+        if any(s.rule == "static_foreground" and not set(s.classes) & model_classes for s in rules.scenarios):
+            state.background = StaticForeground(width=settings.motion.downscale_width)
+            state.static_tracker = CameraTracker(settings.lost_after_s, settings.tracker, ids=ids)
+        return state
+
+    # ------------------------------------------------------------------ the chain
+    def process(self, frames: Sequence[FrameLike]) -> list[Detection]:
+        """Run one batch of frames (any cameras, in time order per camera); returns the events due."""
+        frames = [f for f in frames if f.camera_id in self.cameras]
+        gated = {id(f): self._gate(f) for f in frames}
+        detections = self._infer([f for f in frames if gated[id(f)][0].infer])
+        events: list[Detection] = []
+        for frame in frames:
+            state = self.cameras[frame.camera_id]
+            decision, small = gated[id(frame)]
+            found = detections.get(id(frame))
+            changed = decision.reason in ("first", "motion", "disabled")
+            events.extend(self._after_inference(state, frame, found, changed, small))
+        self.stats.events += len(events)
+        return events
+
+    def _gate(self, frame: FrameLike) -> tuple[GateDecision, Optional[np.ndarray]]:
+        """The motion gate's decision, and the frame's thumbnail (shared with the background model)."""
+        state = self.cameras[frame.camera_id]
+        small = None
+        if self.settings.motion.enabled or state.background is not None:
+            small = thumbnail(frame.image, self.settings.motion.downscale_width)
+        if state.tracker.needs_inference(frame.timestamp):
+            self.gate.force_next(frame.camera_id)
+        return self.gate.decide(frame.camera_id, frame.image, frame.timestamp, small), small
+
+    def _infer(self, frames: list[FrameLike]) -> dict[int, list[DetectedObject]]:
+        found: dict[int, list[DetectedObject]] = {}
+        batch = max(1, self.detector.max_batch)
+        for start in range(0, len(frames), batch):
+            chunk = frames[start:start + batch]
+            with Timer() as timer:
+                results = self.detector.detect([f.image for f in chunk])
+            self.stats.model_calls += 1
+            metrics.INFERENCE_SECONDS.observe(timer.elapsed)
+            metrics.BATCH_SIZE.observe(len(chunk))
+            for frame, objects in zip(chunk, results):
+                found[id(frame)] = objects
+                for obj in objects:
+                    metrics.DETECTIONS.labels(object_class=obj.class_name).inc()
+        return found
+
+    def _after_inference(self, state: CameraState, frame: FrameLike, found: Optional[list[DetectedObject]],
+                         scene_changed: bool, small: Optional[np.ndarray]) -> list[Detection]:
+        camera_id, now = frame.camera_id, frame.timestamp
+        shape = frame.image.shape[:2]
+        state.frames += 1
+        state.last_frame_at = now
+        self.stats.frames += 1
+        if found is None:
+            seen = state.tracker.carry(now)
+            self.stats.skipped += 1
+            metrics.FRAMES_SKIPPED_MOTION.labels(camera=camera_id).inc()
+        else:
+            seen = state.tracker.update(found, now, shape, frame.image, state.rules.watched_classes, scene_changed)
+            state.inferred += 1
+            state.last_inference_at = now
+            self.stats.inferred += 1
+            metrics.FRAMES_INFERRED.labels(camera=camera_id).inc()
+        state.tracker.expire(now)
+        seen = seen + self._static_objects(state, frame, small, learn=found is not None)
+        state.seen = seen
+        alive = state.tracker.alive + (state.static_tracker.alive if state.static_tracker else [])
+        events = state.rules.step(RuleFrame(now, seen, alive, shape))
+        return [self._record(state, frame, event) for event in events]
+
+    def _static_objects(self, state: CameraState, frame: FrameLike, small: Optional[np.ndarray],
+                        learn: bool) -> list[Track]:
+        """New static regions (background model) not explained by a detected object, as tracks.
+
+        The model learns from frames that may have changed (the inferred ones); on frames the gate
+        skipped only the time moves, so the cached regions are re-timed instead.
+        """
+        background, tracker, now = state.background, state.static_tracker, frame.timestamp
+        if background is None or tracker is None:
+            return []
+        if learn:
+            changed, regions = True, background.update(frame.image, now, small)
+        else:
+            changed, regions = background.refresh(now)
+        if changed:
+            objects = [t.xyxy for t in state.tracker.alive]
+            regions = [r for r in regions if not any(covered_fraction(r.xyxy, box) >= COVERED for box in objects)]
+        if not changed or (not regions and not tracker.alive):
+            seen = tracker.carry(now)
+        else:
+            seen = tracker.update(regions, now, frame.image.shape[:2], frame.image, state.rules.watched_classes)
+        tracker.expire(now)
+        return seen
+
+    # ------------------------------------------------------------------ events and evidence
+    def _record(self, state: CameraState, frame: FrameLike, event: ViolationEvent) -> Detection:
+        violation = event.violation
+        metrics.VIOLATIONS.labels(scenario=violation.scenario.id, kind=event.kind).inc()
+        evidence: list[Evidence] = []
+        if event.kind == "start" and self.evidence is not None:
+            evidence = self._store_evidence(state, frame, event)
+        track = violation.track
+        log.info("violation " + event.kind, camera=state.camera.id, scenario=violation.scenario.id,
+                 zone=violation.zone_id, track=track.track_id, object=track.class_name, dwell_s=event.dwell_s)
+        return Detection(event_id=new_id(), kind=event.kind, violation_id=violation.violation_id,
+                         camera_id=state.camera.id, scenario=violation.scenario.id, zone_id=violation.zone_id,
+                         object_class=track.class_name, track_id=track.track_id,
+                         confidence=round(float(event.confidence), 4), bbox=[round(v, 5) for v in event.xyxy],
+                         first_seen=to_iso(track.first_seen), observed_at=to_iso(event.observed_at),
+                         dwell_s=float(event.dwell_s), evidence=evidence)
+
+    def _store_evidence(self, state: CameraState, frame: FrameLike, event: ViolationEvent) -> list[Evidence]:
+        assert self.evidence is not None
+        violation = event.violation
+        zone = next((z for z in state.zones if z.id == violation.zone_id), None) \
+            if violation.zone_id != ANYWHERE else None
+        boxes = [Drawn(t.xyxy, f"#{t.track_id} {t.class_name} {t.confidence:.2f}") for t in state.seen
+                 if t.track_id != violation.track.track_id]
+        boxes.append(Drawn(event.xyxy, f"#{violation.track.track_id} {violation.track.class_name} "
+                                       f"{violation.scenario.id} {event.dwell_s:.0f}s", highlight=True))
+        text = caption(state.camera.id, event.observed_at, violation.scenario.id)
+        annotated = annotate(frame.image, boxes, [zone] if zone else [], text)
+        first = violation.track.first_frame if violation.track.first_frame is not None else frame.image
+        return [self.evidence.put_image(annotated, "annotated"), self.evidence.put_image(first, "first_seen")]
+
+    # ------------------------------------------------------------------ camera status
+    def status(self, camera_id: str, now: float, state: str = "online", reason: str = "") -> CameraStatus:
+        camera = self.cameras[camera_id]
+        camera.last_status_at = now
+        return CameraStatus(event_id=new_id(), camera_id=camera_id, state=state, observed_at=to_iso(now),
+                            last_frame_at=to_iso(camera.last_frame_at) if camera.last_frame_at else None,
+                            last_inference_at=to_iso(camera.last_inference_at) if camera.last_inference_at else None,
+                            active=camera.rules.active(), reason=reason)
+
+    def due_statuses(self, now: float, known: Optional[dict[str, tuple[bool, str]]] = None) -> list[CameraStatus]:
+        """Periodic status (every ``status_interval_s``), with the ``active`` violations.
+
+        ``known`` maps camera id to (online, reason) as its reader last reported; cameras not in it
+        (no state known yet) get no periodic status.  Without it every camera is reported online.
+        """
+        due = []
+        for camera_id, camera in self.cameras.items():
+            if known is not None and camera_id not in known:
+                continue
+            if camera.last_status_at is None or now - camera.last_status_at >= self.settings.status_interval_s:
+                up, reason = (True, "") if known is None else known[camera_id]
+                due.append(self.status(camera_id, now, "online" if up else "offline", reason))
+        return due
+
+    def render(self, frame: FrameLike) -> np.ndarray:
+        """The frame with zones, the tracks seen in it and active violations drawn (for annotated videos)."""
+        state = self.cameras[frame.camera_id]
+        flagged = {v.track.track_id: v.scenario.id for v in state.rules.open_violations()}
+        boxes = [Drawn(t.xyxy, f"#{t.track_id} {t.class_name} {t.confidence:.2f}"
+                       + (f" {flagged[t.track_id]}" if t.track_id in flagged else ""),
+                       highlight=t.track_id in flagged) for t in state.seen]
+        return annotate(frame.image, boxes, state.zones, caption(frame.camera_id, frame.timestamp))
+
+
+def run_offline(pipeline: Pipeline, frames: Iterable[FrameLike],
+                on_frame=None) -> Iterator[Detection]:
+    """Feed frames one at a time (offline files); ``on_frame(frame, events)`` sees each frame after processing."""
+    for frame in frames:
+        events = pipeline.process([frame])
+        if on_frame is not None:
+            on_frame(frame, events)
+        yield from events

@@ -1,0 +1,118 @@
+"""The agents, one per concern, and the tables they fill.
+
+* ``intake-detections``, ``intake-camera-status``, ``intake-feedback``: validate each raw message
+  (bad ones to the dead-letter topic) and route it, keyed by district, to the internal cases topic;
+* ``cases``: the case engine (:mod:`stream.engine`) over the cases topic — dedup, dispatch,
+  disposal, camera verification, first offences and statistics — publishing incidents, tasks,
+  case events and alerts.  Its state is one changelog-backed table, ``case_state``, holding named
+  views (``cases``, ``open_cases``, ``site_cases``, ``daily_stats``...), so that the writes of one
+  input reach the changelog together and in order (:mod:`stream.journal`);
+* ``clock`` (timer, leader only): a tick per district every ``stream.tick_s`` from the injected clock;
+* ``lag`` (timer): consumer lag into the metrics.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import faust
+from prometheus_client import CollectorRegistry
+from faust.sensors.prometheus import setup_prometheus_sensors
+
+from nonsite.config import City
+from stream.app import cases_topic_name, partition_for
+from stream.dedup import CityMap
+from stream.engine import Engine, Outputs, Tables
+from stream.intake import Envelope, admit
+from stream.metrics import StreamMetrics
+from stream.records import DeadLetter, to_iso
+
+STATE_TABLE = "case_state"  # every view of stream.engine.Tables, see stream.journal
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+def register(app: faust.App, city: City, clock: Callable[[], float]) -> None:
+    names = city.kafka.topics
+    partitions = city.kafka.partitions
+    city_map = CityMap.build(city)
+    registry = CollectorRegistry()
+    metrics = StreamMetrics(registry)
+    app.stream_metrics = metrics  # type: ignore[attr-defined]
+    if app.conf.web_enabled:
+        setup_prometheus_sensors(app, pattern="/metrics", registry=registry)
+
+    topic = {role: app.topic(name, partitions=partitions, **RAW) for role, name in names.all().items()}
+    cases = app.topic(cases_topic_name(city), partitions=partitions, **RAW)
+    tables = Tables.over(app.Table(STATE_TABLE, default=None, partitions=partitions))
+    app.stream_tables = tables  # type: ignore[attr-defined]
+    engine = Engine(city, tables, city_map)
+
+    async def to_district(env: Envelope) -> None:
+        await cases.send(key=env.district.encode(), value=env.to_bytes(),
+                         partition=partition_for(env.district, partitions))
+
+    async def to_dead_letter(letter: DeadLetter) -> None:
+        await topic["dead_letter"].send(key=letter.topic.encode(), value=letter.to_json())
+        metrics.dead_letters.labels(source_topic=letter.topic).inc()
+        metrics.messages_out.labels(topic=names.dead_letter).inc()
+
+    def intake_agent(role: str) -> None:
+        source = topic[role]
+
+        async def intake(stream: faust.StreamT) -> None:
+            counter = metrics.messages_in.labels(topic=source.get_topic_name())
+            async for event in stream.events():
+                message = event.message
+                counter.inc()
+                result = admit(role, event.value, message.topic, message.partition, message.offset, city, city_map)
+                if isinstance(result, DeadLetter):
+                    await to_dead_letter(result)
+                else:
+                    await to_district(result)
+
+        app.agent(source, name=f"intake-{role.replace('_', '-')}")(intake)
+
+    for role in ("detections", "camera_status", "feedback"):
+        intake_agent(role)
+
+    async def publish(out: Outputs) -> None:
+        for incident_id, incident in out.incidents.items():
+            await topic["incidents"].send(key=incident_id.encode(), value=incident.to_json())
+        for task in out.tasks:
+            await topic["tasks"].send(key=task.incident_id.encode(), value=task.to_json())
+        for event in out.case_events:
+            await topic["case_events"].send(key=event.incident_id.encode(), value=event.to_json())
+        for alert in out.alerts:
+            await topic["alerts"].send(key=(alert.incident_id or alert.alert_id).encode(), value=alert.to_json())
+        for letter in out.dead_letters:
+            await topic["dead_letter"].send(key=letter.topic.encode(), value=letter.to_json())
+        metrics.count_outputs(out, names.all())
+
+    @app.agent(cases, name="cases")
+    async def run_cases(stream: faust.StreamT) -> None:
+        counter = metrics.messages_in.labels(topic=cases.get_topic_name())
+        async for event in stream.events():
+            counter.inc()
+            await publish(engine.handle(Envelope.from_bytes(event.value)))
+
+    @app.timer(interval=city.stream.tick_s, on_leader=True, name="clock")
+    async def clock_tick() -> None:
+        now = to_iso(clock())
+        for district in city_map.districts:
+            await to_district(Envelope("tick", district, "tick", -1, {"now": now}))
+
+    @app.timer(interval=max(city.stream.tick_s, 5.0), name="lag")
+    async def lag_and_open_cases() -> None:
+        monitor = app.monitor
+        for tp, end in dict(getattr(monitor, "tp_end_offsets", None) or {}).items():
+            read = (getattr(monitor, "tp_read_offsets", None) or {}).get(tp, -1)
+            metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, end - read - 1))
+        counts: dict[tuple[str, str], int] = {}
+        for district in city_map.districts:
+            for incident_id in tables.open_cases.get(district) or []:
+                case = tables.cases.get(incident_id)
+                if case:
+                    key = (district, case["file"]["state"])
+                    counts[key] = counts.get(key, 0) + 1
+        metrics.open_cases.clear()
+        for (district, state), count in counts.items():
+            metrics.open_cases.labels(district=district, state=state).set(count)

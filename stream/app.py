@@ -1,0 +1,85 @@
+"""The Faust app, built from the city config: broker, topics, store, partitions.
+
+Topics come from ``kafka.topics`` plus one internal topic, ``<app_id>.cases`` (every input routed
+to its district); all are created explicitly with ``kafka.partitions`` partitions before the worker
+starts, and the tables use the same partition count (Faust raises ``PartitionsMismatch`` otherwise).
+
+Example::
+
+    >>> from nonsite.config import load_city
+    >>> app = build_app(load_city("configs"))      # doctest: +SKIP
+    >>> app.main()                                 # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import faust
+from kafka.partitioner.default import murmur2
+
+from nonsite.config import City
+from nonsite.kafka_local import ensure_topics
+
+
+def cases_topic_name(city: City) -> str:
+    return f"{city.stream.app_id}.cases"
+
+
+def changelog_topic_name(city: City, table: str) -> str:
+    return f"{city.stream.app_id}-{table}-changelog"
+
+
+def all_topics(city: City) -> list[str]:
+    return list(city.kafka.topics.all().values()) + [cases_topic_name(city)]
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Kafka's default (murmur2) partition of a string key, the same in every client."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def create_topics(city: City) -> list[str]:
+    """Create the app's topics that do not exist yet (the broker must not auto-create them)."""
+    return ensure_topics(city.kafka.bootstrap, all_topics(city), city.kafka.partitions,
+                         city.kafka.replication_factor)
+
+
+def build_app(city: City, *, clock: Callable[[], float] = time.time, web_port: Optional[int] = None,
+              data_dir: Optional[Path] = None, web_enabled: bool = True) -> faust.App:
+    """A configured app with its agents, tables, timers and metrics registered (see :mod:`stream.agents`)."""
+    from stream.agents import register
+
+    settings = city.stream
+    datadir = Path(data_dir or city.resolve_path(settings.data_dir)).resolve()
+    port = web_port or settings.web_port
+    # static membership (KIP-345): a worker restarted with the same data dir and web port rejoins at once
+    # instead of waiting for its dead predecessor's session to time out.  The port is part of the id
+    # because the group keeps the member's old assignment, and Faust checks it names this worker's URL.
+    instance_id = f"{settings.app_id}-{hashlib.sha1(f'{datadir}:{port}'.encode()).hexdigest()[:10]}"
+    brokers = [f"kafka://{server.strip()}" for server in city.kafka.bootstrap.split(",")]
+    app = faust.App(
+        settings.app_id,
+        broker=brokers,
+        store=settings.store,
+        topic_partitions=city.kafka.partitions,
+        topic_replication_factor=city.kafka.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="at_least_once",
+        broker_commit_interval=settings.commit_interval_s,
+        broker_max_poll_records=500,
+        web_enabled=web_enabled,
+        web_port=port,
+        web_host="localhost",
+        datadir=str(datadir),
+        consumer_group_instance_id=instance_id,
+        table_cleanup_interval=3600.0,
+        producer_acks=-1,
+        autodiscover=False,
+        key_serializer="json",  # tables: JSON keys and values in the changelogs (read by `nonsite report`)
+        value_serializer="json",
+    )
+    register(app, city, clock)
+    return app

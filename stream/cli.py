@@ -1,0 +1,129 @@
+"""``nonsite worker`` (the Faust worker, in-process) and ``nonsite report`` (closure statistics).
+
+The report reads the statistics of the running system from the state table's changelog topic in
+Kafka (``<app_id>-case_state-changelog``, keys ``daily_stats|...``: the latest value per key is the
+table), so it needs no worker web port and sees every worker's partitions.
+
+Example::
+
+    $ nonsite worker --web-port 6066 --data-dir var/worker
+    $ nonsite report --from 2026-11-01 --to 2026-11-30 --by grid --csv
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Optional
+
+import structlog
+
+from nonsite.config import City
+
+log = structlog.get_logger("nonsite.stream")
+STATS_PREFIX = "daily_stats|"
+
+
+def worker(args: argparse.Namespace, city: Optional[City]) -> int:
+    import faust
+
+    from stream.app import build_app, create_topics
+
+    assert city is not None
+    created = create_topics(city)
+    if created:
+        log.info("created topics", topics=created)
+    data_dir = Path(args.data_dir) if getattr(args, "data_dir", None) else city.resolve_path(city.stream.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app = build_app(city, web_port=getattr(args, "web_port", None), data_dir=data_dir)
+    level = (getattr(args, "log_level", None) or "info").lower()
+    faust.Worker(app, loglevel=level, redirect_stdouts=False).execute_from_commandline()
+    return 0
+
+
+def read_stats(city: City, timeout_s: float = 30.0) -> dict[str, dict]:
+    """The statistics table: last value per key of its changelog (None values are deletions)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from stream.app import changelog_topic_name
+
+    from stream.agents import STATE_TABLE
+
+    topic = changelog_topic_name(city, STATE_TABLE)
+    consumer = KafkaConsumer(bootstrap_servers=city.kafka.bootstrap, enable_auto_commit=False, group_id=None,
+                             client_id="nonsite-report")
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return {}
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        rows: dict[str, dict] = {}
+        import time
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} took longer than {timeout_s:.0f}s")
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    key = json.loads(record.key)
+                    if not key.startswith(STATS_PREFIX):
+                        continue
+                    value = json.loads(record.value) if record.value is not None else None
+                    if value is None or value[0] is None:
+                        rows.pop(key[len(STATS_PREFIX):], None)
+                    else:
+                        rows[key[len(STATS_PREFIX):]] = value[0]  # [value, value before, input id]
+        return rows
+    finally:
+        consumer.close()
+
+
+def report(args: argparse.Namespace, city: Optional[City]) -> int:
+    from nonsite.cli import CommandError
+    from stream.stats import StatsKey, aggregate
+
+    assert city is not None
+    try:
+        day_from = date.fromisoformat(args.date_from) if args.date_from else None
+        day_to = date.fromisoformat(args.date_to) if args.date_to else None
+    except ValueError as exc:
+        raise CommandError(f"--from/--to: {exc} (use YYYY-MM-DD)") from None
+    rows = aggregate(((StatsKey.decode(k), v) for k, v in read_stats(city).items()), args.by, day_from, day_to)
+    write_report(rows, args.by, bool(args.csv), sys.stdout)
+    return 0
+
+
+def write_report(rows: list[dict], by: str, as_csv: bool, out) -> None:
+    columns = [by, "filed", "due", "dispatched", "closed", "closed_on_time", "reopened", "rejected_false_alarm",
+               "self_corrected", "escalated", "closure_rate", "on_time_rate", "rework_rate", "false_alarm_rate",
+               "mean_minutes_to_close"]
+    if as_csv:
+        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+        return
+    shown = [[_cell(row.get(c), c) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in shown)) if shown else len(c) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)), file=out)
+    for r in shown:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)), file=out)
+    if not rows:
+        print("(no statistics in this period)", file=out)
+
+
+RATES = ("closure_rate", "on_time_rate", "rework_rate", "false_alarm_rate")
+
+
+def _cell(value, column: str = "") -> str:
+    if value is None:
+        return "-"
+    if column in RATES:
+        return f"{value:.1%}"
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,529 @@
+"""Stage two, pure: the case engine of one district — dedup, dispatch, disposal, verification, stats.
+
+The engine reads and writes plain JSON values in named tables (Faust tables in the worker, dicts in
+unit tests) and returns what to publish.  It is deterministic: its clock is the time carried by each
+input (a detection's ``observed_at``, a feedback's ``at``, a tick's ``now``) and every id it makes
+is derived from the input, so a message processed twice after a crash re-creates the same ids.
+Inputs already applied (source offset at or below the one recorded for that source partition and
+district) are skipped; the marker is written after everything else of the input.
+
+Example::
+
+    >>> from nonsite.config import load_city
+    >>> engine = Engine(load_city("configs"), Tables.in_memory())   # doctest: +SKIP
+    >>> engine.handle(envelope).incidents                           # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, fields
+from typing import Any, MutableMapping, Optional
+
+from nonsite.config import City
+from stream import casefile
+from stream.casefile import (ACCEPTED, ARRIVED, CLOSED, DETECTED, DISPATCHED, ESCALATED, REJECTED, REOPENED,
+                             RESOLVED, SELF_CORRECTED, VERIFIED, CaseFile)
+from stream.deadletter import dead_letter
+from stream.dedup import CityMap, SiteCase, match_detection, site_key, spot
+from stream.dispatch import accept_by, choose_officer, deadline_of, on_duty_officers, task_id_for
+from stream.intake import Envelope
+from stream.journal import Journal, View
+from stream.offences import offender_keys, prior_offences, record_offence
+from stream.records import (Alert, CameraStatus, CaseEvent, DeadLetter, Detection, Evidence, Feedback, Incident,
+                            Task, to_epoch, to_iso)
+from stream.stats import bump, stats_key
+from stream.verify import REOPEN, SELF_CORRECT, VERIFY, Presence, observe_camera, observe_detection, verdict
+
+FEEDBACK_STATES = {"accept": ACCEPTED, "arrive": ARRIVED, "resolve": RESOLVED, "reject": REJECTED,
+                   "reassign": DISPATCHED}
+STATE_COUNTERS = {REOPENED: "reopened", REJECTED: "rejected_false_alarm", SELF_CORRECTED: "self_corrected",
+                  ESCALATED: "escalated"}
+SYSTEM, CAMERA, TIMER = "system", "camera", "timer"
+
+
+@dataclass
+class Tables:
+    """The engine's state, one view per thing it holds (all values plain JSON), in one journal table."""
+
+    cases: View  # incident id -> case (incident, case file, presence, task)
+    open_cases: View  # district -> ids of open cases
+    site_cases: View  # scenario|camera|zone -> id of the last case filed there
+    violation_cases: View  # detector violation id -> incident id
+    officer_open_tasks: View  # officer id -> number of open tasks
+    grid_last_assigned: View  # grid id -> officer who got the last task (round robin)
+    grid_queues: View  # grid id -> ids of cases waiting for an officer
+    offence_history: View  # site:/plate:/shop: key -> [[epoch, incident id]]
+    daily_stats: View  # day|scenario|grid|officer|camera -> counters
+    camera_states: View  # camera id -> online | offline
+    source_offsets: View  # district|topic:partition -> last applied offset; district|clock -> last tick
+    journal: Journal = field(repr=False, default=None)  # type: ignore[assignment]
+
+    @classmethod
+    def over(cls, store: MutableMapping[str, Any]) -> "Tables":
+        """Views over one mapping: a Faust table in the worker, a dict in unit tests."""
+        journal = Journal(store)
+        return cls(**{name: View(journal, name) for name in cls.names()}, journal=journal)
+
+    @classmethod
+    def in_memory(cls) -> "Tables":
+        return cls.over({})
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "journal"]
+
+
+@dataclass
+class Outputs:
+    incidents: dict[str, Incident] = field(default_factory=dict)  # latest snapshot per incident
+    tasks: list[Task] = field(default_factory=list)
+    case_events: list[CaseEvent] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    skipped: bool = False
+
+
+@dataclass
+class Case:
+    """Everything the engine keeps about one case (stored as a dict in ``cases``)."""
+
+    incident: dict[str, Any]
+    file: CaseFile
+    presence: Presence
+    district: str
+    filed_at: float
+    deadline: float
+    best_confidence: float = 0.0
+    attempt: int = 0
+    accept_by: Optional[float] = None
+    resolved_at: Optional[float] = None
+    task: Optional[dict[str, Any]] = None
+    offender_keys: list[str] = field(default_factory=list)
+    queued: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.file.incident_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"incident": self.incident, "file": self.file.to_dict(), "presence": self.presence.to_dict(),
+                "district": self.district, "filed_at": self.filed_at, "deadline": self.deadline,
+                "best_confidence": self.best_confidence, "attempt": self.attempt, "accept_by": self.accept_by,
+                "resolved_at": self.resolved_at, "task": self.task, "offender_keys": self.offender_keys,
+                "queued": self.queued}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Case":
+        values = dict(data)
+        values["incident"] = dict(data["incident"])  # the engine edits it; lists in it are replaced, not mutated
+        values["file"] = CaseFile.from_dict(data["file"])
+        values["presence"] = Presence.from_dict(data["presence"])
+        return cls(**values)
+
+
+def incident_id_for(district: str, detection_event_id: str) -> str:
+    """From the detection that opened the case: the same input always yields the same incident id."""
+    return f"{district}.{hashlib.sha1(detection_event_id.encode()).hexdigest()[:16]}"
+
+
+class Engine:
+    def __init__(self, city: City, tables: Tables, city_map: Optional[CityMap] = None):
+        self.city, self.tables = city, tables
+        self.map = city_map or CityMap.build(city)
+        self.settings = city.stream
+        self.timezone = city.system.city.timezone
+
+    # ------------------------------------------------------------------ entry point
+    def handle(self, env: Envelope) -> Outputs:
+        """Apply one input (exactly once in effect: see :mod:`stream.journal`) and return what to publish."""
+        journal = self.tables.journal
+        if env.kind == "tick":
+            now = to_epoch(env.payload["now"])
+            marker, position = f"{env.district}|clock", now
+            journal.begin(f"{env.district}|tick|{env.payload['now']}")
+        else:
+            marker, position = f"{env.district}|{env.stream}", env.offset
+            journal.begin(f"{marker}|{env.offset}")
+        out = Outputs()
+        last = self.tables.source_offsets.get(marker)
+        if last is not None and position <= last:
+            journal.abort()
+            out.skipped = True
+            return out
+        try:
+            if env.kind == "tick":
+                self._on_tick(env, position, out)
+            elif env.kind == "detections":
+                self._on_detection(env, Detection.from_dict(env.payload), out)
+            elif env.kind == "camera_status":
+                self._on_camera_status(env, CameraStatus.from_dict(env.payload), out)
+            elif env.kind == "feedback":
+                self._on_feedback(env, Feedback.from_dict(env.payload), out)
+        except Exception:
+            journal.abort()
+            raise
+        self.tables.source_offsets[marker] = position  # the marker is written last
+        journal.commit()
+        return out
+
+    # ------------------------------------------------------------------ state access
+    def load(self, incident_id: Optional[str]) -> Optional[Case]:
+        data = self.tables.cases.get(incident_id) if incident_id else None
+        return Case.from_dict(data) if data else None
+
+    def save(self, case: Case, out: Outputs) -> None:
+        self.tables.cases[case.id] = case.to_dict()
+        out.incidents[case.id] = self.snapshot(case)
+
+    def snapshot(self, case: Case) -> Incident:
+        return Incident.from_data({**case.incident, "state": case.file.state, "officer_id": case.file.officer_id,
+                                   "task_id": case.file.task_id, "deadline": to_iso(case.deadline),
+                                   "reopen_count": case.file.reopen_count})
+
+    def _site_case(self, key: str) -> Optional[SiteCase]:
+        case = self.load(self.tables.site_cases.get(key))
+        if case is None:
+            return None
+        return SiteCase(case.id, case.incident["scenario"], case.file.is_open, case.file.state,
+                        to_epoch(case.incident["last_seen"]), case.file.state == CLOSED)
+
+    def _open_ids(self, district: str) -> list[str]:
+        return list(self.tables.open_cases.get(district) or [])
+
+    # ------------------------------------------------------------------ case steps
+    def _step(self, case: Case, to_state: str, action: str, actor: str, now: float, source: str, out: Outputs,
+              reason: str = "", evidence: tuple[str, ...] = (), task_id: Optional[str] = None,
+              officer_id: Optional[str] = None) -> bool:
+        before = case.file
+        case.file, event = casefile.transition(case.file, to_state, action, actor=actor, at=to_iso(now),
+                                               reason=reason, evidence=evidence, task_id=task_id,
+                                               officer_id=officer_id, source=source)
+        out.case_events.append(event)
+        if not event.applied:
+            self._alert(out, "refused", "warning", now, f"{case.id}: {event.reason}", case, suffix=str(event.seq))
+            return False
+        counter = STATE_COUNTERS.get(to_state)
+        if counter:
+            self._count(case, now, counter)
+        if to_state == ESCALATED:
+            self._alert(out, "escalated", "critical", now, f"{case.id} passed its deadline {to_iso(case.deadline)}"
+                        f" in state {before.state}", case, suffix=str(event.seq))
+        elif to_state == REOPENED:
+            self._alert(out, "reopened", "warning", now, f"{case.id}: {reason}", case, suffix=str(event.seq))
+        if to_state in (CLOSED, REJECTED):
+            self._finish(case, now, to_state, out)
+        return True
+
+    def _refuse(self, case: Case, to_state: str, action: str, actor: str, now: float, source: str, reason: str,
+                out: Outputs, evidence: tuple[str, ...] = ()) -> None:
+        case.file, event = casefile.refuse(case.file, to_state, action, reason, actor=actor, at=to_iso(now),
+                                           evidence=evidence, source=source)
+        out.case_events.append(event)
+        self._alert(out, "refused", "warning", now, f"{case.id}: {reason}", case, suffix=str(event.seq))
+
+    def _finish(self, case: Case, now: float, to_state: str, out: Outputs) -> None:
+        """Closed or rejected: free the officer, retire the task, drop the case from the open set."""
+        self._end_task(case, "done", now, out)
+        ids = self._open_ids(case.district)
+        if case.id in ids:
+            ids.remove(case.id)
+            self.tables.open_cases[case.district] = ids
+        self._unqueue(case)
+        if to_state == CLOSED:
+            minutes = (now - case.filed_at) / 60.0
+            self._count(case, now, "closed")
+            self._count(case, now, "minutes_to_close", minutes)
+            if now <= case.deadline:
+                self._count(case, now, "closed_on_time")
+            for violation_id in case.incident.get("violation_ids", []):
+                self.tables.violation_cases.pop(violation_id, None)
+
+    def _count(self, case: Case, now: float, counter: str, amount: float = 1) -> None:
+        key = stats_key(now, self.timezone, case.incident["scenario"], case.incident["grid_id"],
+                        case.file.officer_id, case.incident["camera_id"]).encode()
+        self.tables.daily_stats[key] = bump(self.tables.daily_stats.get(key), counter, amount)
+
+    def _alert(self, out: Outputs, kind: str, severity: str, now: float, message: str, case: Optional[Case] = None,
+               camera_id: Optional[str] = None, grid_id: Optional[str] = None, suffix: str = "") -> None:
+        subject = case.id if case else camera_id or grid_id or "city"
+        out.alerts.append(Alert(alert_id=f"{subject}:{kind}:{suffix or to_iso(now)}", kind=kind, severity=severity,
+                                at=to_iso(now), message=message, incident_id=case.id if case else None,
+                                camera_id=case.incident["camera_id"] if case else camera_id,
+                                grid_id=case.incident["grid_id"] if case else grid_id))
+
+    # ------------------------------------------------------------------ dispatch
+    def _dispatch(self, case: Case, now: float, source: str, out: Outputs, action: str = "dispatch",
+                  actor: str = SYSTEM, reason: str = "", target: Optional[str] = None,
+                  exclude: Optional[str] = None) -> bool:
+        grid = case.incident["grid_id"]
+        if target is None:
+            candidates = [o for o in on_duty_officers(self.city, grid, now) if o != exclude]
+            loads = {o: int(self.tables.officer_open_tasks.get(o) or 0) for o in candidates}
+            target = choose_officer(candidates, loads, self.tables.grid_last_assigned.get(grid))
+        if target is None:
+            if exclude is None:
+                self._enqueue(case, now, out)
+            return False
+        attempt = case.attempt + 1
+        task_id = task_id_for(case.id, attempt)
+        reason = reason or f"{grid}: fewest open tasks among officers on duty"
+        if not self._step(case, DISPATCHED, action, actor, now, source, out, reason=reason, task_id=task_id,
+                          officer_id=target):
+            return False
+        self._end_task(case, "superseded", now, out)
+        case.attempt = attempt
+        case.accept_by = accept_by(now, self.settings.acceptance_minutes)
+        task = Task(task_id=task_id, incident_id=case.id, officer_id=target, grid_id=grid,
+                    scenario=case.incident["scenario"], assigned_at=to_iso(now), accept_by=to_iso(case.accept_by),
+                    deadline=to_iso(case.deadline), attempt=attempt,
+                    first_offence=bool(case.incident.get("first_offence")),
+                    note=_task_note(case, reason))
+        case.task = task.asdict_deep()
+        out.tasks.append(task)
+        self.tables.officer_open_tasks[target] = int(self.tables.officer_open_tasks.get(target) or 0) + 1
+        self.tables.grid_last_assigned[grid] = target
+        self._count(case, now, "dispatched")
+        self._unqueue(case)
+        return True
+
+    def _end_task(self, case: Case, status: str, now: float, out: Outputs) -> None:
+        if not case.task or case.task.get("status") in ("superseded", "done"):
+            return
+        officer = case.task["officer_id"]
+        self.tables.officer_open_tasks[officer] = max(0, int(self.tables.officer_open_tasks.get(officer) or 0) - 1)
+        case.task = {**case.task, "status": status}
+        out.tasks.append(Task.from_data(case.task))
+
+    def _enqueue(self, case: Case, now: float, out: Outputs) -> None:
+        if case.queued:
+            return
+        grid = case.incident["grid_id"]
+        queue = list(self.tables.grid_queues.get(grid) or [])
+        queue.append(case.id)
+        self.tables.grid_queues[grid] = queue
+        case.queued = True
+        self._alert(out, "no_officer", "warning", now, f"no officer of grid {grid} on duty: {case.id} waits in "
+                    f"the grid queue", case, suffix=f"q{case.attempt}-{case.file.seq}")
+
+    def _unqueue(self, case: Case) -> None:
+        if not case.queued:
+            return
+        grid = case.incident["grid_id"]
+        queue = [i for i in (self.tables.grid_queues.get(grid) or []) if i != case.id]
+        self.tables.grid_queues[grid] = queue
+        case.queued = False
+
+    # ------------------------------------------------------------------ detections
+    def _on_detection(self, env: Envelope, d: Detection, out: Outputs) -> None:
+        now, first = to_epoch(d.observed_at), to_epoch(d.first_seen)
+        case = self.load(self.tables.violation_cases.get(d.violation_id))
+        if case is not None and case.file.state == CLOSED:
+            case = None
+        recurrence_of = None
+        if case is None:
+            if d.kind == "end":
+                return  # the end of a violation no open case holds: nothing to do
+            match = match_detection(d.scenario, d.camera_id, d.zone_id, first, now, self.map, self._site_case,
+                                    self.settings.dedup_window_s)
+            case = self.load(match.incident_id)
+            recurrence_of = match.recurrence_of
+        if case is None:
+            case = self._new_case(env, d, now, recurrence_of, out)
+        else:
+            self._merge(case, d, now)
+            self._judge(case, now, env.source, out, timers=False)
+        self.save(case, out)
+
+    def _merge(self, case: Case, d: Detection, now: float) -> None:
+        inc = case.incident
+        inc["detections"] = inc.get("detections", 0) + 1
+        inc["last_seen"] = to_iso(max(now, to_epoch(inc["last_seen"])))
+        inc["updated_at"] = to_iso(max(now, to_epoch(inc["updated_at"])))
+        if d.camera_id not in inc["cameras"]:
+            inc["cameras"] = inc["cameras"] + [d.camera_id]
+        if d.violation_id not in inc["violation_ids"]:
+            inc["violation_ids"] = inc["violation_ids"] + [d.violation_id]
+        if d.evidence and d.confidence > case.best_confidence:
+            case.best_confidence = d.confidence
+            inc["evidence"] = [_plain(e) for e in d.evidence]
+        case.presence = observe_detection(case.presence, spot(d.camera_id, d.zone_id), d.violation_id, d.kind, now)
+        self.tables.violation_cases[d.violation_id] = case.id
+        key = site_key(d.scenario, d.camera_id, d.zone_id)
+        if self.tables.site_cases.get(key) != case.id and case.file.is_open:
+            self.tables.site_cases[key] = case.id
+
+    def _new_case(self, env: Envelope, d: Detection, now: float, recurrence_of: Optional[str],
+                  out: Outputs) -> Case:
+        camera = self.city.camera(d.camera_id)
+        scenario = self.city.scenario(d.scenario)
+        anchor = camera.anchor(d.zone_id)
+        incident_id = incident_id_for(env.district, d.event_id)
+        keys = offender_keys(d.camera_id, d.zone_id, d.plate, d.shop_id)
+        window = self.settings.first_offence_window_days
+        prior = prior_offences(self.tables.offence_history.get, keys, now, window)
+        for key in keys:
+            self.tables.offence_history[key] = record_offence(self.tables.offence_history.get(key), incident_id,
+                                                              now, window)
+        incident = Incident(incident_id=incident_id, camera_id=d.camera_id, scenario=d.scenario, zone_id=d.zone_id,
+                            grid_id=camera.grid, state=DETECTED, first_seen=d.first_seen, last_seen=d.observed_at,
+                            updated_at=d.observed_at, detections=0, cameras=[], violation_ids=[],
+                            lat=anchor.lat, lon=anchor.lon, address=camera.location.address,
+                            priority=scenario.priority if scenario else 3, first_offence=prior == 0,
+                            prior_offences=prior, recurrence_of=recurrence_of)
+        case = Case(incident=incident.asdict_deep(), file=CaseFile(incident_id=incident_id), presence=Presence(),
+                    district=env.district, filed_at=now, deadline=deadline_of(now, scenario),
+                    offender_keys=keys)
+        self._merge(case, d, now)
+        self.tables.site_cases[site_key(d.scenario, d.camera_id, d.zone_id)] = incident_id
+        reason = "recurrence (回潮) of " + recurrence_of if recurrence_of else "new violation"
+        if prior == 0:
+            reason += "; first offence (首违不罚): education or warning"
+        self._step(case, DETECTED, "detect", SYSTEM, now, env.source, out, reason=reason,
+                   evidence=_shas(d.evidence))
+        ids = self._open_ids(env.district)
+        ids.append(incident_id)
+        self.tables.open_cases[env.district] = ids
+        self._alert(out, "new_incident", "info", now, f"{d.scenario} at {camera.name} ({d.zone_id or 'frame'})",
+                    case, suffix="new")
+        self._dispatch(case, now, env.source, out)
+        self._count(case, now, "filed")
+        return case
+
+    # ------------------------------------------------------------------ camera status
+    def _on_camera_status(self, env: Envelope, s: CameraStatus, out: Outputs) -> None:
+        now = to_epoch(s.last_inference_at or s.observed_at)
+        previous = self.tables.camera_states.get(s.camera_id)
+        if previous != s.state:
+            self.tables.camera_states[s.camera_id] = s.state
+            if previous is not None or s.state == "offline":
+                self._alert(out, f"camera_{s.state}", "warning" if s.state == "offline" else "info", now,
+                            f"camera {s.camera_id} is {s.state} {s.reason}".strip(), camera_id=s.camera_id,
+                            suffix=f"{s.state}:{env.source}")
+        if s.state != "online":
+            return  # a camera that cannot see verifies nothing
+        active = set(s.active)
+        for incident_id in self._open_ids(env.district):
+            case = self.load(incident_id)
+            spots = [name for name in case.presence.spots if name.split("/", 1)[0] == s.camera_id]
+            if not spots:
+                continue
+            for name in spots:
+                zone_id = name.split("/", 1)[1]
+                case.presence = observe_camera(case.presence, name, f"{case.incident['scenario']}/{zone_id}" in active,
+                                               now)
+            self._judge(case, now, env.source, out, timers=False)
+            self.save(case, out)
+
+    # ------------------------------------------------------------------ feedback
+    def _on_feedback(self, env: Envelope, f: Feedback, out: Outputs) -> None:
+        case = self.load(f.incident_id)
+        if case is None:
+            stream_topic, partition = env.stream.rsplit(":", 1)
+            out.dead_letters.append(dead_letter(stream_topic, int(partition), env.offset,
+                                                f"feedback for unknown case {f.incident_id!r}",
+                                                Feedback.from_dict(env.payload).to_json(), f.at))
+            return
+        now = to_epoch(f.at)
+        to_state = FEEDBACK_STATES[f.action]
+        evidence = _shas(f.evidence)
+        officers = {o.id for o in self.city.officers}
+        if f.task_id and f.task_id != case.file.task_id:
+            self._refuse(case, to_state, f.action, f.actor, now, env.source,
+                         f"task {f.task_id} is not the current task {case.file.task_id} of this case", out, evidence)
+        elif f.action in ("accept", "arrive", "resolve") and f.actor in officers and f.actor != case.file.officer_id:
+            self._refuse(case, to_state, f.action, f.actor, now, env.source,
+                         f"the case is assigned to {case.file.officer_id}, not to {f.actor}", out, evidence)
+        elif f.action == "reject" and not f.reason.strip():
+            self._refuse(case, to_state, f.action, f.actor, now, env.source, "a rejection needs a reason", out,
+                         evidence)
+        elif f.action == "reassign":
+            target = f.target_officer
+            if target is not None and target not in officers:
+                self._refuse(case, to_state, f.action, f.actor, now, env.source, f"unknown officer {target!r}", out)
+            elif casefile.check(case.file, DISPATCHED) is not None:
+                self._step(case, DISPATCHED, "reassign", f.actor, now, env.source, out)  # recorded as refused
+            elif not self._dispatch(case, now, env.source, out, action="reassign", actor=f.actor,
+                                    reason=f.reason or "reassigned by operator", target=target,
+                                    exclude=case.file.officer_id):
+                self._refuse(case, to_state, f.action, f.actor, now, env.source,
+                             "no other officer of the grid is on duty", out)
+        elif self._step(case, to_state, f.action, f.actor, now, env.source, out, reason=f.reason or f.note,
+                        evidence=evidence):
+            if f.action == "accept" and case.task:
+                case.task = {**case.task, "status": "accepted"}
+                out.tasks.append(Task.from_data(case.task))
+            elif f.action == "resolve":
+                case.resolved_at = now
+        case.incident["updated_at"] = to_iso(max(now, to_epoch(case.incident["updated_at"])))
+        self.save(case, out)
+
+    # ------------------------------------------------------------------ timers and verification
+    def _on_tick(self, env: Envelope, now: float, out: Outputs) -> None:
+        for grid in env.district.split("+"):
+            for incident_id in list(self.tables.grid_queues.get(grid) or []):
+                case = self.load(incident_id)
+                if case is not None and case.file.is_open and self._dispatch(case, now, "tick", out):
+                    self.save(case, out)
+        for incident_id in self._open_ids(env.district):
+            case = self.load(incident_id)
+            if case is None:
+                continue
+            seq = case.file.seq
+            self._judge(case, now, "tick", out, timers=True)
+            if case.file.seq != seq:
+                self.save(case, out)
+
+    def _judge(self, case: Case, now: float, source: str, out: Outputs, timers: bool) -> None:
+        """Let the camera's observations and (on ticks) the clock move the case on."""
+        if not case.file.is_open:
+            return
+        working = case.file.working_state
+        decision = verdict(case.presence, working, case.resolved_at, now, self.settings.verify_grace_s)
+        if decision == REOPEN:
+            seen = to_iso(case.presence.last_present_at)
+            if self._step(case, REOPENED, "verify", CAMERA, now, source, out,
+                          reason=f"violation still present at {seen}, after the resolution and grace period"):
+                case.resolved_at = None
+                self._dispatch(case, now, source, out, action="redispatch", reason="rework after failed verification")
+        elif decision == VERIFY:
+            if self._step(case, VERIFIED, "verify", CAMERA, now, source, out,
+                          reason=f"camera sees no violation since {to_iso(case.presence.absent_since)}"):
+                self._step(case, CLOSED, "close", SYSTEM, now, source, out, reason="verified by the camera")
+        elif decision == SELF_CORRECT:
+            if self._step(case, SELF_CORRECTED, "verify", CAMERA, now, source, out,
+                          reason=f"gone before the officer arrived (absent since "
+                                 f"{to_iso(case.presence.absent_since)})"):
+                self._step(case, CLOSED, "close", SYSTEM, now, source, out, reason="self-corrected, camera confirmed")
+        if not timers or not case.file.is_open:
+            return
+        if case.file.working_state == DISPATCHED and case.accept_by is not None and now >= case.accept_by:
+            previous = case.file.officer_id
+            if not self._dispatch(case, now, source, out, action="reassign", actor=TIMER, exclude=previous,
+                                  reason=f"not accepted by {previous} within "
+                                         f"{self.settings.acceptance_minutes:g} min"):
+                case.accept_by = now + self.settings.acceptance_minutes * 60.0
+                self._alert(out, "no_officer", "warning", now, f"{case.id}: not accepted by {previous} and no other "
+                            f"officer of {case.incident['grid_id']} on duty", case, suffix=f"acc{case.file.seq}")
+        if not case.file.escalated and now >= case.deadline and case.file.is_open:
+            self._step(case, ESCALATED, "escalate", TIMER, now, source, out,
+                       reason=f"deadline {to_iso(case.deadline)} passed")
+
+
+def _task_note(case: Case, reason: str) -> str:
+    inc = case.incident
+    parts = [reason]
+    if inc.get("first_offence"):
+        parts.append("首违不罚 first offence: educate / warn, no penalty")
+    else:
+        parts.append(f"prior offences: {inc.get('prior_offences', 0)}")
+    if inc.get("recurrence_of"):
+        parts.append(f"回潮 recurrence of {inc['recurrence_of']}")
+    return "; ".join(parts)
+
+
+def _plain(evidence: Any) -> dict[str, Any]:
+    return evidence.asdict_deep() if hasattr(evidence, "asdict_deep") else dict(evidence)
+
+
+def _shas(evidence: list[Any]) -> tuple[str, ...]:
+    return tuple(_plain(e)["sha256"] for e in evidence)

@@ -1,0 +1,48 @@
+"""The stream processor's own Prometheus metrics, beside Faust's sensor, in the app's registry.
+
+Example::
+
+    >>> m = StreamMetrics(CollectorRegistry())
+    >>> m.messages_in.labels(topic="nonsite.detections").inc()
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from stream.engine import Outputs
+
+
+class StreamMetrics:
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+        self.messages_in = Counter("nonsite_stream_messages_in", "Messages read per topic", ["topic"],
+                                   registry=registry)
+        self.messages_out = Counter("nonsite_stream_messages_out", "Messages published per topic", ["topic"],
+                                    registry=registry)
+        self.dead_letters = Counter("nonsite_stream_dead_letters", "Messages sent to the dead-letter topic",
+                                    ["source_topic"], registry=registry)
+        self.sla_breaches = Counter("nonsite_stream_sla_breaches", "Cases escalated past their deadline",
+                                    registry=registry)
+        self.refused = Counter("nonsite_stream_refused_transitions", "Case steps refused as illegal",
+                               registry=registry)
+        self.duplicates = Counter("nonsite_stream_duplicate_inputs", "Inputs skipped as already applied",
+                                  registry=registry)
+        self.open_cases = Gauge("nonsite_stream_open_cases", "Open cases by state", ["district", "state"],
+                                registry=registry)
+        self.consumer_lag = Gauge("nonsite_stream_consumer_lag", "End offset minus read offset",
+                                  ["topic", "partition"], registry=registry)
+
+    def count_outputs(self, out: Outputs, topics: dict[str, str]) -> None:
+        if out.skipped:
+            self.duplicates.inc()
+        for role, items in (("incidents", out.incidents), ("tasks", out.tasks), ("case_events", out.case_events),
+                            ("alerts", out.alerts), ("dead_letter", out.dead_letters)):
+            if items:
+                self.messages_out.labels(topic=topics[role]).inc(len(items))
+        for event in out.case_events:
+            if not event.applied:
+                self.refused.inc()
+            elif event.to_state == "ESCALATED":
+                self.sla_breaches.inc()
+        for letter in out.dead_letters:
+            self.dead_letters.labels(source_topic=letter.topic).inc()

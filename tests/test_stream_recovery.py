@@ -1,0 +1,162 @@
+"""SIGKILL a worker mid-stream, start it again: the outcome equals that of an uninterrupted run.
+
+Two isolated systems (own topics, own app id) get the same inputs.  Run A is never interrupted;
+run B's worker is killed with SIGKILL while it works through the detections and started again.
+Compared: every table (read back from its changelog), the latest incident snapshots, the tasks and
+the case events (deduplicated by event id, which is how consumers read an at-least-once log; a
+re-sent event must be identical to the first copy).
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from nonsite.config import City
+from stream.dedup import CityMap
+from stream.engine import Tables, incident_id_for
+from stream.records import Detection, Evidence, Feedback, to_iso
+from stream_support import Inputs, Reader, WorkerProcess, make_city, read_changelog
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+GRIDS = ["G1", "G2", "G3", "G4"]
+SCENARIOS = ["sidewalk_parking", "road_occupation", "mobile_vendor", "material_piling", "stray_dog"]
+ZONES = ["z1", "z-no_vending", "z-storefront", "z-no_piling", "z-road", "z-plaza"]
+UPDATES = 4
+BASE = float(int(time.time()))  # both runs see the same timestamps
+
+
+def planned_detections() -> list[Detection]:
+    """Per camera: a start for every scenario × zone, then rounds of updates (one partition per camera)."""
+    plan = []
+    for round_ in range(UPDATES + 1):
+        for g, grid in enumerate(GRIDS):
+            camera = f"cam-{grid}"
+            for s, scenario in enumerate(SCENARIOS):
+                for z, zone in enumerate(ZONES):
+                    violation = f"{camera}/{s}-{z}/{scenario}"
+                    at = BASE + round_ * 10 + g * 0.1 + s * 0.01 + z * 0.001
+                    plan.append(Detection(
+                        event_id=f"{violation}#{round_}", kind="start" if round_ == 0 else "update",
+                        violation_id=violation, camera_id=camera, scenario=scenario, zone_id=zone,
+                        object_class="car", track_id=s * 10 + z, confidence=0.5 + 0.01 * round_,
+                        bbox=[0.1, 0.5, 0.3, 0.9], first_seen=to_iso(BASE), observed_at=to_iso(at), dwell_s=130.0,
+                        plate=f"川A{g}{s}{z}" if s == 0 else None,
+                        evidence=[Evidence(kind="annotated", sha256=f"{g}{s}{z}{round_}".rjust(64, "0"), uri="e")]))
+    return plan
+
+
+def planned_feedback(city_map: CityMap) -> list[Feedback]:
+    """An operator accepts and reports arrival on every third case (ids follow from the detections)."""
+    feedback = []
+    starts = [d for d in planned_detections() if d.kind == "start"]
+    for index, d in enumerate(starts[::3]):
+        incident_id = incident_id_for(city_map.district_of_camera[d.camera_id], d.event_id)
+        for step, action in enumerate(("accept", "arrive")):
+            feedback.append(Feedback(feedback_id=f"f{index}-{action}", incident_id=incident_id, action=action,
+                                     actor="U-ops", at=to_iso(BASE + 100 + index + step * 0.5)))
+    return feedback
+
+
+def produce(inputs: Inputs, records) -> None:
+    topics = inputs.city.kafka.topics
+    for record in records:
+        topic, key = ((topics.detections, record.camera_id) if isinstance(record, Detection)
+                      else (topics.feedback, record.incident_id))
+        inputs.producer.send(topic, key=key.encode(), value=record.to_json())
+    inputs.producer.flush(timeout=60)
+
+
+def wait_count(reader: Reader, predicate, expected: int, timeout: float, what: str) -> None:
+    reader.wait_for(lambda items: len({json.dumps(i, sort_keys=True) for i in items if predicate(i)}) >= expected,
+                    timeout, what)
+
+
+def outcome(city: City, readers: dict[str, Reader]) -> dict:
+    """Everything the run left behind, with topic names (which differ per run) taken out."""
+    prefix = city.kafka.topics.detections.split(".")[0] + "."
+    strip = lambda text: text.replace(prefix, "")  # noqa: E731
+    events: dict[str, dict] = {}
+    for event in readers["case_events"].drain():
+        event = {**event, "source": strip(event["source"])}
+        assert events.setdefault(event["event_id"], event) == event, f"re-sent event differs: {event}"
+    incidents = {i["incident_id"]: i for i in readers["incidents"].drain()}
+    tasks: dict[str, set] = {}
+    for task in readers["tasks"].drain():
+        tasks.setdefault(task["task_id"], set()).add((task["officer_id"], task["assigned_at"]))
+    assert all(len(v) == 1 for v in tasks.values()), "a task was dispatched twice"
+    tables = {name: read_changelog(city, name) for name in Tables.names() if name != "source_offsets"}
+    return {"events": events, "incidents": incidents, "tasks": tasks, "tables": tables}
+
+
+def readers_for(city: City) -> dict[str, Reader]:
+    topics = city.kafka.topics
+    return {name: Reader(city.kafka.bootstrap, getattr(topics, name)) for name in ("case_events", "incidents", "tasks")}
+
+
+def metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://localhost:{port}/metrics", timeout=10).read().decode()
+    match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def run(tmp: Path, kill_after_events: int | None) -> tuple[dict, dict]:
+    city = make_city(tmp, GRIDS, acceptance_minutes=60, commit_interval_s=5.0)
+    city_map = CityMap.build(city)
+    detections, feedback = planned_detections(), planned_feedback(city_map)
+    incidents = len([d for d in detections if d.kind == "start"])
+    inputs, readers = Inputs(city), readers_for(city)
+    worker = WorkerProcess(city, tmp).start()
+    info = {"restarted": False, "skipped_after_restart": 0.0}
+    try:
+        produce(inputs, detections)
+        if kill_after_events:
+            readers["case_events"].wait_for(lambda items: len(items) >= kill_after_events, 120, "work to kill")
+            worker.kill()
+            info["killed_at_events"] = len(readers["case_events"].poll())
+            worker.start()  # same data dir, same web port: the same worker, restarted
+            info["restarted"] = True
+        detected = lambda e: e["action"] == "detect"  # noqa: E731
+        dispatched = lambda e: e["action"] == "dispatch"  # noqa: E731
+        wait_count(readers["case_events"], detected, incidents, 180, "every incident")
+        wait_count(readers["case_events"], dispatched, incidents, 60, "every dispatch")
+        updates = len(detections)
+        readers["incidents"].wait_for(
+            lambda items: sum(i["detections"] for i in {x["incident_id"]: x for x in items}.values()) >= updates,
+            120, "every detection merged")
+        produce(inputs, feedback)  # after the detections, so both runs apply them in the same order
+        arrived = lambda e: e["to_state"] == "ARRIVED"  # noqa: E731
+        wait_count(readers["case_events"], arrived, len(feedback) // 2, 120, "every arrival")
+        if kill_after_events:
+            info["skipped_after_restart"] = metric(worker.web_port, "nonsite_stream_duplicate_inputs_total")
+    finally:
+        worker.stop()
+        inputs.close()
+    try:
+        result = outcome(city, readers)
+    finally:
+        for reader in readers.values():
+            reader.close()
+    return result, info
+
+
+def test_worker_killed_mid_stream_recovers_to_the_same_outcome(kafka_bootstrap: str, tmp_path: Path):
+    expected_incidents = len(GRIDS) * len(SCENARIOS) * len(ZONES)
+    clean, _ = run(tmp_path / "clean", kill_after_events=None)
+    killed, info = run(tmp_path / "killed", kill_after_events=expected_incidents // 2)
+    assert info["restarted"]
+    assert len(clean["incidents"]) == expected_incidents
+    assert {e["action"] for e in clean["events"].values()} >= {"detect", "dispatch", "accept", "arrive"}
+    assert killed["events"] == clean["events"]
+    differing = {k: {f: (v.get(f), clean["incidents"][k].get(f)) for f in v if v.get(f) != clean["incidents"][k].get(f)}
+                 for k, v in killed["incidents"].items() if v != clean["incidents"].get(k)}
+    assert not differing, differing
+    assert killed["tasks"] == clean["tasks"]
+    for name, table in clean["tables"].items():
+        assert killed["tables"][name] == table, f"table {name} differs after the restart"
+    # the restarted worker really re-read input that its predecessor had already applied
+    assert info["skipped_after_restart"] > 0, info

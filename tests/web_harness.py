@@ -1,0 +1,350 @@
+"""Helpers for the web tests: a running web app on the local Kafka with its own topics, record
+factories, a stand-in for the case processor's replies, and screenshots.
+
+The web app runs in this process under uvicorn (a real HTTP server on a free port); records are
+produced straight to its topics with kafka-python, so these tests do not need the stream worker.
+An end-to-end test can start the real worker on the same ``WebHarness.city`` instead of ``reply``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import httpx
+import uvicorn
+from kafka import KafkaConsumer, KafkaProducer
+
+from nonsite.config import City
+from nonsite.kafka_local import ensure_topics
+from stream.records import (Alert, CameraStatus, CaseEvent, ContractRecord, DeadLetter, Evidence, Feedback,
+                            Incident, Task, new_id, to_iso)
+from web import evidence as evidence_store
+from web.app import create_app
+
+PROJECT = Path(__file__).resolve().parents[1]
+DOCS_SHOTS = PROJECT / "docs" / "screenshots"
+PASSWORDS = {"ops": "ops-demo", "sup": "sup-demo", "zhangwei": "off-demo", "lina": "off-demo",
+             "wangqiang": "off-demo", "liuyang": "off-demo"}
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def iso(moment: datetime) -> str:
+    return to_iso(moment)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def city_with_topics(city: City, bootstrap: str, evidence_dir: Path) -> City:
+    """A copy of the sample city whose topics are new and unique, so tests never see each other's records."""
+    suffix = uuid.uuid4().hex[:8]
+    topics = city.kafka.topics.model_copy(update={k: f"test.web.{k}.{suffix}" for k in city.kafka.topics.all()})
+    kafka = city.kafka.model_copy(update={"bootstrap": bootstrap, "topics": topics, "partitions": 2})
+    detector = city.detector.model_copy(update={"evidence_dir": str(evidence_dir)})
+    system = city.system.model_copy(update={"kafka": kafka, "detector": detector})
+    return city.model_copy(update={"system": system})
+
+
+@dataclass
+class WebHarness:
+    city: City
+    base_url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+    producer: KafkaProducer
+    feedback: KafkaConsumer
+    seen_feedback: list[Feedback] = field(default_factory=list)
+    positions: dict[str, str] = field(default_factory=dict)  # feedback id -> topic/partition/offset
+
+    @property
+    def app(self):
+        return self.server.config.app
+
+    @property
+    def evidence_dir(self) -> Path:
+        return self.city.resolve_path(self.city.detector.evidence_dir)
+
+    def publish(self, topic_kind: str, *records: ContractRecord) -> None:
+        topic = getattr(self.city.kafka.topics, topic_kind)
+        for record in records:
+            key = getattr(record, "incident_id", None) or getattr(record, "camera_id", None) or new_id()
+            self.producer.send(topic, record.to_json(), key=key.encode())
+        self.producer.flush(10)
+
+    def client(self, username: Optional[str] = None) -> httpx.Client:
+        """An HTTP client, logged in as ``username`` (bearer token) unless None."""
+        client = httpx.Client(base_url=self.base_url, timeout=20)
+        if username:
+            answer = client.post("/api/login", json={"username": username, "password": PASSWORDS[username]})
+            assert answer.status_code == 200, answer.text
+            client.headers["Authorization"] = f"Bearer {answer.json()['token']}"
+            client.cookies.clear()
+        return client
+
+    def wait_for(self, predicate, timeout: float = 10.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def next_feedback(self, timeout: float = 10.0, **match: Any) -> Feedback:
+        """The next Feedback on the feedback topic whose fields equal ``match``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for batch in self.feedback.poll(timeout_ms=200).values():
+                for message in batch:
+                    feedback = Feedback.from_json(message.value)
+                    self.positions[feedback.feedback_id] = f"{message.topic}/{message.partition}/{message.offset}"
+                    self.seen_feedback.append(feedback)
+            for feedback in self.seen_feedback:
+                if all(getattr(feedback, k) == v for k, v in match.items()):
+                    self.seen_feedback.remove(feedback)
+                    return feedback
+        raise AssertionError(f"no Feedback matching {match} within {timeout}s")
+
+    def reply(self, feedback: Feedback, applied: bool, to_state: Optional[str], reason: str = "",
+              from_state: Optional[str] = None, incident: Optional[Incident] = None,
+              source: str = "position") -> CaseEvent:
+        """Answer a feedback as the case processor does: a CaseEvent whose ``source`` is the feedback's
+        ``topic/partition/offset`` (``source="id"``: ``...#<feedback_id>``, the other accepted form)."""
+        where = self.positions[feedback.feedback_id]
+        event = CaseEvent(event_id=new_id(), incident_id=feedback.incident_id, seq=int(time.time() * 1000) % 10**9,
+                          at=to_iso(datetime.now(timezone.utc)), actor=feedback.actor, action=feedback.action,
+                          from_state=from_state, to_state=to_state, applied=applied, reason=reason,
+                          evidence=[e.sha256 for e in feedback.evidence], task_id=feedback.task_id,
+                          source=where if source == "position" else f"{where}#{feedback.feedback_id}")
+        if incident is not None:
+            self.publish("incidents", incident)
+        self.publish("case_events", event)
+        return event
+
+    def dead_letter(self, feedback: Feedback, reason: str) -> DeadLetter:
+        """Answer a feedback as the processor does when it cannot use it at all: a dead letter with its position."""
+        topic, partition, offset = self.positions[feedback.feedback_id].rsplit("/", 2)
+        letter = DeadLetter(dead_letter_id=new_id(), topic=topic, partition=int(partition), offset=int(offset),
+                            reason=reason, at=to_iso(datetime.now(timezone.utc)), raw=feedback.to_json().decode())
+        self.publish("dead_letter", letter)
+        return letter
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+        self.producer.close(5)
+        self.feedback.close()
+
+
+def start_web(city: City, bootstrap: str, evidence_dir: Path, outcome_wait_s: float = 5.0,
+              fresh_topics: bool = True) -> WebHarness:
+    """The web app for ``city`` on a free port; ``fresh_topics=False`` keeps the city's topics (to share them
+    with a real stream worker) and only points the evidence store at ``evidence_dir``."""
+    if fresh_topics:
+        city = city_with_topics(city, bootstrap, evidence_dir)
+        ensure_topics(bootstrap, list(city.kafka.topics.all().values()), 2, 1)
+    else:
+        detector = city.detector.model_copy(update={"evidence_dir": str(evidence_dir)})
+        city = city.model_copy(update={"system": city.system.model_copy(update={"detector": detector})})
+    feedback = KafkaConsumer(city.kafka.topics.feedback, bootstrap_servers=bootstrap, group_id=None,
+                             auto_offset_reset="earliest", consumer_timeout_ms=200)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    port = free_port()
+    app = create_app(city, outcome_wait_s=outcome_wait_s)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=2, access_log=False))
+    thread = threading.Thread(target=server.run, name="web-under-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the web app did not start")
+        time.sleep(0.05)
+    return WebHarness(city, f"http://127.0.0.1:{port}", server, thread, producer, feedback)
+
+
+# ------------------------------------------------------------------ record factories
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def incident(camera_id: str = "cam-01", scenario: str = "stray_dog", grid_id: str = "G01",
+             state: str = "DISPATCHED", first_seen: Optional[datetime] = None, officer_id: Optional[str] = "O101",
+             task_id: Optional[str] = None, deadline: Optional[datetime] = None, evidence: list[Evidence] = (),
+             incident_id: Optional[str] = None, updated_at: Optional[datetime] = None, **extra: Any) -> Incident:
+    first = first_seen or now()
+    return Incident(incident_id=incident_id or new_id(), camera_id=camera_id, scenario=scenario, zone_id="z-road",
+                    grid_id=grid_id, state=state, first_seen=iso(first), last_seen=iso(first),
+                    updated_at=iso(updated_at or max(first, now())), cameras=[camera_id], evidence=list(evidence),
+                    officer_id=officer_id, task_id=task_id,
+                    deadline=iso(deadline or first + timedelta(minutes=60)), **extra)
+
+
+def task_for(case: Incident, officer_id: str = "O101", status: str = "assigned",
+             assigned_at: Optional[datetime] = None, task_id: Optional[str] = None) -> Task:
+    assigned = assigned_at or datetime.fromisoformat(case.first_seen.replace("Z", "+00:00"))
+    return Task(task_id=task_id or case.task_id or new_id(), incident_id=case.incident_id, officer_id=officer_id,
+                grid_id=case.grid_id, scenario=case.scenario, assigned_at=iso(assigned),
+                accept_by=iso(assigned + timedelta(minutes=15)), deadline=case.deadline or iso(assigned),
+                status=status)
+
+
+def dispatched_case(harness: WebHarness, officer_id: str = "O101", **fields: Any) -> tuple[Incident, Task]:
+    """An incident with a task for ``officer_id``, published; returns both once the web has read them."""
+    task_id = new_id()
+    case = incident(officer_id=officer_id, task_id=task_id, **fields)
+    task = task_for(case, officer_id, task_id=task_id)
+    harness.publish("incidents", case)
+    harness.publish("tasks", task)
+    harness.wait_for(lambda: task.task_id in harness.app.state.model.tasks, what="task in the read model")
+    return case, task
+
+
+def camera_status(camera_id: str, state: str, reason: str = "") -> CameraStatus:
+    return CameraStatus(event_id=new_id(), camera_id=camera_id, state=state, observed_at=iso(now()), reason=reason)
+
+
+def alert(kind: str, message: str, incident_id: Optional[str] = None, severity: str = "warning") -> Alert:
+    return Alert(alert_id=new_id(), kind=kind, severity=severity, at=iso(now()), message=message,
+                 incident_id=incident_id)
+
+
+# ------------------------------------------------------------------ images and screenshots
+def street_jpeg(label: str = "dog", width: int = 320, height: int = 180) -> bytes:
+    """A small real JPEG: a photo from NONSITE_MEDIA when set (nicer screenshots), else a drawn street scene."""
+    import cv2
+    import numpy as np
+
+    media = os.environ.get("NONSITE_MEDIA")
+    source = Path(media) / "dog.jpg" if media else None
+    if source is not None and source.exists():
+        frame = cv2.resize(cv2.imread(str(source)), (width, height))
+    else:
+        frame = np.full((height, width, 3), (150, 150, 140), np.uint8)
+        cv2.rectangle(frame, (0, height * 2 // 3), (width, height), (90, 90, 90), -1)
+        cv2.circle(frame, (width // 2, height // 2), height // 6, (40, 80, 160), -1)
+    cv2.rectangle(frame, (width // 3, height // 4), (width * 2 // 3, height * 3 // 4), (0, 0, 255), 2)
+    cv2.putText(frame, label, (width // 3, height // 4 - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 255), 1)
+    ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    assert ok
+    return encoded.tobytes()
+
+
+def stored_evidence(harness: WebHarness, label: str = "dog") -> Evidence:
+    saved = evidence_store.store(harness.evidence_dir, street_jpeg(label), "image/jpeg", kind="annotated")
+    return saved
+
+
+def save_screenshot(page, tmp_dir: Path, name: str, full_page: bool = False) -> Path:
+    """Screenshot to the test's tmp dir, and a PNG under 200 KB to docs/screenshots for the README."""
+    import cv2
+    import numpy as np
+
+    shot = tmp_dir / f"{name}.png"
+    page.screenshot(path=str(shot), full_page=full_page)
+    image = cv2.imread(str(shot))
+    DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+    target = DOCS_SHOTS / f"{name}.png"
+    scale = 1.0
+    while True:
+        resized = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        # fewer colours compress far better and keep text readable
+        quantised = (resized // 8 * 8).astype(np.uint8)
+        ok, data = cv2.imencode(".png", quantised, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        if ok and len(data) < 200_000 or scale < 0.3:
+            target.write_bytes(data.tobytes())
+            break
+        scale *= 0.85
+    return shot
+
+
+def decode_sse(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
+    kind, data = "message", []
+    for line in lines:
+        if line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif line == "" and data:
+            yield kind, json.loads("\n".join(data))
+            kind, data = "message", []
+
+
+# ------------------------------------------------------------------ a scripted month of cases for the reports
+@dataclass(frozen=True)
+class ScriptedCase:
+    scenario: str
+    grid: str
+    officer: str
+    camera: str
+    day: int  # day of October 2026, local time (Asia/Shanghai)
+    outcome: str  # closed | late | rejected | open | self_corrected
+    reworked: bool = False
+    minutes: int = 30  # dispatch -> close
+
+
+SCRIPT = [
+    ScriptedCase("stray_dog", "G01", "O101", "cam-01", 3, "closed", minutes=20),
+    ScriptedCase("stray_dog", "G01", "O101", "cam-01", 3, "closed", minutes=40, reworked=True),
+    ScriptedCase("stray_dog", "G01", "O101", "cam-01", 4, "late", minutes=90),
+    ScriptedCase("stray_dog", "G01", "O101", "cam-02", 5, "closed", minutes=10),
+    ScriptedCase("stray_dog", "G01", "O101", "cam-02", 5, "rejected"),
+    ScriptedCase("stray_dog", "G01", "O101", "cam-01", 6, "open"),
+    ScriptedCase("sidewalk_parking", "G02", "O201", "cam-03", 4, "closed", minutes=25),
+    ScriptedCase("sidewalk_parking", "G02", "O201", "cam-03", 6, "self_corrected", minutes=5),
+    ScriptedCase("sidewalk_parking", "G02", "O201", "cam-04", 7, "open"),
+    ScriptedCase("sidewalk_parking", "G02", "O201", "cam-04", 7, "open"),
+]
+SCRIPT_STATES = {"closed": "CLOSED", "late": "CLOSED", "rejected": "REJECTED", "open": "ARRIVED",
+                 "self_corrected": "SELF_CORRECTED"}
+
+
+def expected_figures(cases: list[ScriptedCase]) -> dict:
+    """What the script implies, counted the plain way: closure = closed / (filed - false alarms)."""
+    filed = len(cases)
+    false_alarms = sum(c.outcome == "rejected" for c in cases)
+    closed = [c for c in cases if c.outcome in ("closed", "late", "self_corrected")]
+    due = filed - false_alarms
+    on_time = sum(c.outcome != "late" for c in closed)
+    return {"filed": filed, "due": due, "closed": len(closed), "on_time": on_time, "false_alarms": false_alarms,
+            "reworked": sum(c.reworked for c in cases), "closure_rate": round(len(closed) / due, 4),
+            "on_time_rate": round(on_time / due, 4), "mean_minutes_to_close":
+                round(sum(c.minutes for c in closed) / len(closed), 1)}
+
+
+def publish_script(harness: WebHarness, cases: list[ScriptedCase] = SCRIPT) -> None:
+    """Incidents, tasks and closing case events as the processor would publish them, at 10:00 local time."""
+    from zoneinfo import ZoneInfo
+
+    shanghai = ZoneInfo("Asia/Shanghai")
+    for index, case in enumerate(cases):
+        seen = datetime(2026, 10, case.day, 10, index, tzinfo=shanghai).astimezone(timezone.utc)
+        dispatched = seen + timedelta(minutes=1)
+        deadline = dispatched + timedelta(minutes=60)
+        closed_at = dispatched + timedelta(minutes=case.minutes)
+        state = SCRIPT_STATES[case.outcome]
+        record = incident(camera_id=case.camera, scenario=case.scenario, grid_id=case.grid, state=state,
+                          first_seen=seen, officer_id=case.officer, task_id=new_id(), deadline=deadline,
+                          updated_at=closed_at if state in ("CLOSED", "SELF_CORRECTED") else dispatched,
+                          reopen_count=int(case.reworked))
+        harness.publish("incidents", record)
+        harness.publish("tasks", task_for(record, case.officer, assigned_at=dispatched))
+        if case.outcome in ("closed", "late") and index % 2 == 0:  # half close through the audit log
+            harness.publish("case_events", CaseEvent(
+                event_id=new_id(), incident_id=record.incident_id, seq=7, at=iso(closed_at), actor="camera",
+                action="verify", from_state="VERIFIED", to_state="CLOSED", source="test"))
+    model = harness.app.state.model
+    harness.wait_for(lambda: len(model.tasks) >= len(cases), what="scripted cases in the read model")
