@@ -95,6 +95,9 @@ def detect_file(args: argparse.Namespace, city: Optional[City]) -> int:
                 print(event.to_json().decode(), flush=True)
                 if publisher is not None:
                     publisher.publish(event)
+            if publisher is not None:  # camera status on video time, so disposal can be verified from it
+                for status in pipeline.due_statuses(frame.timestamp, {camera.id: (True, f"file {video.name}")}):
+                    publisher.publish(status)
             if args.annotated is not None:
                 writer = writer or _video_writer(args.annotated, frame.image, 1.0 / camera.sample_interval_s)
                 writer.write(pipeline.render(frame))
@@ -174,7 +177,11 @@ def detect(args: argparse.Namespace, city: Optional[City]) -> int:
     if not cameras:
         raise CommandError("no enabled camera in the configuration")
     port = args.metrics_port if args.metrics_port is not None else city.detector.metrics_port
-    bound = metrics.start_metrics_server(port)
+    try:
+        bound = metrics.start_metrics_server(port)
+    except OSError as exc:
+        raise CommandError(f"detector.metrics_port: cannot serve metrics on port {port}: {exc.strerror} "
+                           f"(set --metrics-port, 0 = any free port)") from None
     log.info("metrics served", port=bound)
 
     detector = _load_detector(city)

@@ -14,8 +14,8 @@ that:
   :meth:`CameraTracker.carry` counts them as seen again, and an inference without motion (a
   periodic re-check) that misses one of them is a detector miss, not a departure, so the track is
   carried too.  A departure always comes with motion; after an inference on motion that misses a
-  known object, :meth:`CameraTracker.needs_inference` asks for the next frames to be inferred
-  (for half of ``lost_after_s``) so a one-frame miss is corrected quickly.
+  known object, :meth:`CameraTracker.needs_inference` asks for the next frame to be inferred too
+  (if it comes within half of ``lost_after_s``), so a one-frame miss is corrected at once.
 
 Example::
 
@@ -94,7 +94,7 @@ class CameraTracker:
         self._tracks: dict[int, Track] = {}
         self._by_byte_id: dict[int, int] = {}
         self._scene: set[int] = set()  # tracks seen since the picture last changed
-        self._force_until: Optional[float] = None
+        self._force_until: Optional[float] = None  # infer the next frame if it comes before this time
         self._frames: dict[int, tuple[float, Optional[np.ndarray]]] = {}  # ByteTrack frame id -> (time, image)
         self._class_index: dict[str, int] = {}
 
@@ -133,6 +133,7 @@ class CameraTracker:
             matched.add(track.track_id)
             seen.append(track)
         seen_ids = {t.track_id for t in seen}
+        self._force_until = None  # this inference was the re-look (or needed none)
         if scene_changed:
             missing = any(i not in seen_ids for i in self._tracks)
             self._scene = set(seen_ids)

@@ -147,4 +147,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run through the importable module so CommandError raised by subcommands (which import
+    # nonsite.cli) is the class main() catches, not a second copy living in __main__
+    from nonsite import cli as _cli
+
+    sys.exit(_cli.main())

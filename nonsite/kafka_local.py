@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -317,11 +318,17 @@ def broker_count(bootstrap: str) -> int:
     """How many brokers answer a metadata request through ``bootstrap``."""
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="nonsite-probe")
+    kafka_log = logging.getLogger("kafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)  # refused connections are expected while a broker starts
     try:
-        return len(admin.describe_cluster()["brokers"])
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="nonsite-probe")
+        try:
+            return len(admin.describe_cluster()["brokers"])
+        finally:
+            admin.close()
     finally:
-        admin.close()
+        kafka_log.setLevel(level)
 
 
 def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int, replication_factor: int,

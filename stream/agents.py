@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import json
 from typing import Callable
 
 import faust
@@ -42,6 +43,9 @@ def register(app: faust.App, city: City, clock: Callable[[], float]) -> None:
 
     topic = {role: app.topic(name, partitions=partitions, **RAW) for role, name in names.all().items()}
     cases = app.topic(cases_topic_name(city), partitions=partitions, **RAW)
+    # the state table sends a few changelog records per input; Faust's default stalls the stream while
+    # more than 100 wait in its producer buffer, which caps a worker at a few hundred inputs per second
+    app.producer.buffer.max_messages = 10_000
     tables = Tables.over(app.Table(STATE_TABLE, default=None, partitions=partitions))
     app.stream_tables = tables  # type: ignore[attr-defined]
     engine = Engine(city, tables, city_map)
@@ -74,9 +78,12 @@ def register(app: faust.App, city: City, clock: Callable[[], float]) -> None:
     for role in ("detections", "camera_status", "feedback"):
         intake_agent(role)
 
+    out_counters = {role: metrics.messages_out.labels(topic=name) for role, name in names.all().items()}
+
     async def publish(out: Outputs) -> None:
         for incident_id, incident in out.incidents.items():
-            await topic["incidents"].send(key=incident_id.encode(), value=incident.to_json())
+            await topic["incidents"].send(key=incident_id.encode(), value=json.dumps(
+                incident, ensure_ascii=False, separators=(",", ":")).encode())
         for task in out.tasks:
             await topic["tasks"].send(key=task.incident_id.encode(), value=task.to_json())
         for event in out.case_events:
@@ -85,14 +92,16 @@ def register(app: faust.App, city: City, clock: Callable[[], float]) -> None:
             await topic["alerts"].send(key=(alert.incident_id or alert.alert_id).encode(), value=alert.to_json())
         for letter in out.dead_letters:
             await topic["dead_letter"].send(key=letter.topic.encode(), value=letter.to_json())
-        metrics.count_outputs(out, names.all())
+        metrics.count_outputs(out, out_counters)
 
     @app.agent(cases, name="cases")
     async def run_cases(stream: faust.StreamT) -> None:
         counter = metrics.messages_in.labels(topic=cases.get_topic_name())
         async for event in stream.events():
             counter.inc()
-            await publish(engine.handle(Envelope.from_bytes(event.value)))
+            out = engine.handle(Envelope.from_bytes(event.value), commit=False)
+            await publish(out)
+            engine.commit()  # state after outputs: a crash between them re-does the input
 
     @app.timer(interval=city.stream.tick_s, on_leader=True, name="clock")
     async def clock_tick() -> None:

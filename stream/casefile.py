@@ -16,7 +16,7 @@ Example::
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Iterable, Optional
 
 from stream.records import CaseEvent
@@ -69,7 +69,9 @@ class CaseFile:
         return self.resume_state if self.state == ESCALATED else self.state
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"incident_id": self.incident_id, "state": self.state, "seq": self.seq, "officer_id": self.officer_id,
+                "task_id": self.task_id, "resume_state": self.resume_state, "escalated": self.escalated,
+                "reopen_count": self.reopen_count, "refused": self.refused}
 
     @classmethod
     def from_dict(cls, data: dict) -> "CaseFile":

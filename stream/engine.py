@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field, fields
 from typing import Any, MutableMapping, Optional
 
@@ -26,7 +27,7 @@ from stream.casefile import (ACCEPTED, ARRIVED, CLOSED, DETECTED, DISPATCHED, ES
 from stream.deadletter import dead_letter
 from stream.dedup import CityMap, SiteCase, match_detection, site_key, spot
 from stream.dispatch import accept_by, choose_officer, deadline_of, on_duty_officers, task_id_for
-from stream.intake import Envelope
+from stream.intake import Envelope, Fields
 from stream.journal import Journal, View
 from stream.offences import offender_keys, prior_offences, record_offence
 from stream.records import (Alert, CameraStatus, CaseEvent, DeadLetter, Detection, Evidence, Feedback, Incident,
@@ -39,6 +40,7 @@ FEEDBACK_STATES = {"accept": ACCEPTED, "arrive": ARRIVED, "resolve": RESOLVED, "
 STATE_COUNTERS = {REOPENED: "reopened", REJECTED: "rejected_false_alarm", SELF_CORRECTED: "self_corrected",
                   ESCALATED: "escalated"}
 SYSTEM, CAMERA, TIMER = "system", "camera", "timer"
+INCIDENT_DEFAULTS = {name: Incident._options.defaults.get(name) for name in Incident._options.fields}
 
 
 @dataclass
@@ -75,7 +77,7 @@ class Tables:
 
 @dataclass
 class Outputs:
-    incidents: dict[str, Incident] = field(default_factory=dict)  # latest snapshot per incident
+    incidents: dict[str, Fields] = field(default_factory=dict)  # latest Incident snapshot per incident
     tasks: list[Task] = field(default_factory=list)
     case_events: list[CaseEvent] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
@@ -134,8 +136,12 @@ class Engine:
         self.timezone = city.system.city.timezone
 
     # ------------------------------------------------------------------ entry point
-    def handle(self, env: Envelope) -> Outputs:
-        """Apply one input (exactly once in effect: see :mod:`stream.journal`) and return what to publish."""
+    def handle(self, env: Envelope, commit: bool = True) -> Outputs:
+        """Apply one input (exactly once in effect: see :mod:`stream.journal`) and return what to publish.
+
+        With ``commit=False`` the state writes stay buffered until :meth:`commit`: the worker publishes
+        the outputs first, so that state never reaches the changelog ahead of what it announced.
+        """
         journal = self.tables.journal
         if env.kind == "tick":
             now = to_epoch(env.payload["now"])
@@ -145,7 +151,7 @@ class Engine:
             marker, position = f"{env.district}|{env.stream}", env.offset
             journal.begin(f"{marker}|{env.offset}")
         out = Outputs()
-        last = self.tables.source_offsets.get(marker)
+        last = journal.latest(f"{self.tables.source_offsets.prefix}{marker}")
         if last is not None and position <= last:
             journal.abort()
             out.skipped = True
@@ -154,17 +160,21 @@ class Engine:
             if env.kind == "tick":
                 self._on_tick(env, position, out)
             elif env.kind == "detections":
-                self._on_detection(env, Detection.from_dict(env.payload), out)
+                self._on_detection(env, Fields(env.payload), out)
             elif env.kind == "camera_status":
-                self._on_camera_status(env, CameraStatus.from_dict(env.payload), out)
+                self._on_camera_status(env, Fields(env.payload), out)
             elif env.kind == "feedback":
-                self._on_feedback(env, Feedback.from_dict(env.payload), out)
+                self._on_feedback(env, Fields(env.payload), out)
         except Exception:
             journal.abort()
             raise
         self.tables.source_offsets[marker] = position  # the marker is written last
-        journal.commit()
+        if commit:
+            journal.commit()
         return out
+
+    def commit(self) -> None:
+        self.tables.journal.commit()
 
     # ------------------------------------------------------------------ state access
     def load(self, incident_id: Optional[str]) -> Optional[Case]:
@@ -175,10 +185,11 @@ class Engine:
         self.tables.cases[case.id] = case.to_dict()
         out.incidents[case.id] = self.snapshot(case)
 
-    def snapshot(self, case: Case) -> Incident:
-        return Incident.from_data({**case.incident, "state": case.file.state, "officer_id": case.file.officer_id,
-                                   "task_id": case.file.task_id, "deadline": to_iso(case.deadline),
-                                   "reopen_count": case.file.reopen_count})
+    def snapshot(self, case: Case) -> Fields:
+        """The Incident record (all its fields, JSON-ready) as published on the incidents topic."""
+        return Fields({**INCIDENT_DEFAULTS, **case.incident, "state": case.file.state,
+                       "officer_id": case.file.officer_id, "task_id": case.file.task_id,
+                       "deadline": to_iso(case.deadline), "reopen_count": case.file.reopen_count})
 
     def _site_case(self, key: str) -> Optional[SiteCase]:
         case = self.load(self.tables.site_cases.get(key))
@@ -347,7 +358,8 @@ class Engine:
             case.best_confidence = d.confidence
             inc["evidence"] = [_plain(e) for e in d.evidence]
         case.presence = observe_detection(case.presence, spot(d.camera_id, d.zone_id), d.violation_id, d.kind, now)
-        self.tables.violation_cases[d.violation_id] = case.id
+        if self.tables.violation_cases.get(d.violation_id) != case.id:
+            self.tables.violation_cases[d.violation_id] = case.id
         key = site_key(d.scenario, d.camera_id, d.zone_id)
         if self.tables.site_cases.get(key) != case.id and case.file.is_open:
             self.tables.site_cases[key] = case.id
@@ -421,7 +433,7 @@ class Engine:
             stream_topic, partition = env.stream.rsplit(":", 1)
             out.dead_letters.append(dead_letter(stream_topic, int(partition), env.offset,
                                                 f"feedback for unknown case {f.incident_id!r}",
-                                                Feedback.from_dict(env.payload).to_json(), f.at))
+                                                json.dumps(env.payload, ensure_ascii=False), f.at))
             return
         now = to_epoch(f.at)
         to_state = FEEDBACK_STATES[f.action]

@@ -3,9 +3,10 @@
 Every value is stored as ``[value, value_before, input_id]``.  While an input is processed its writes
 are buffered; at the end they are written together, the input's source-offset marker last.  All of
 them go to one changelog partition (the partition of the input), so after a crash the changelog holds
-a prefix of the writes in order.  When that input is processed again, a key already stamped with its
-id is read as ``value_before``: the engine recomputes the input from exactly the state it first saw,
-and produces the same writes and the same output ids.  Inputs whose marker landed are skipped.
+a prefix of the writes in order.  An input whose marker landed is complete and is skipped when it
+comes again.  An input whose marker did not land is processed again, and a key already stamped with
+its id is read as ``value_before``: the engine recomputes the input from exactly the state it first
+saw, producing the same writes and the same output ids.
 
 Example::
 
@@ -49,6 +50,14 @@ class Journal:
         if record is None:
             return None
         return record[1] if self.input_id is not None and record[2] == self.input_id else record[0]
+
+    def latest(self, full_key: str) -> Any:
+        """The value last written, whichever input wrote it (for the already-applied check)."""
+        if full_key in self.pending:
+            value = self.pending[full_key]
+            return None if value is _DELETED else value
+        record = self.store.get(full_key)
+        return None if record is None else record[0]
 
     def write(self, full_key: str, value: Any) -> None:
         self.pending[full_key] = _DELETED if value is None else value

@@ -32,13 +32,14 @@ class StreamMetrics:
         self.consumer_lag = Gauge("nonsite_stream_consumer_lag", "End offset minus read offset",
                                   ["topic", "partition"], registry=registry)
 
-    def count_outputs(self, out: Outputs, topics: dict[str, str]) -> None:
+    def count_outputs(self, out: Outputs, counters: dict) -> None:
+        """``counters``: topic role -> the ``messages_out`` child of that topic."""
         if out.skipped:
             self.duplicates.inc()
         for role, items in (("incidents", out.incidents), ("tasks", out.tasks), ("case_events", out.case_events),
                             ("alerts", out.alerts), ("dead_letter", out.dead_letters)):
             if items:
-                self.messages_out.labels(topic=topics[role]).inc(len(items))
+                counters[role].inc(len(items))
         for event in out.case_events:
             if not event.applied:
                 self.refused.inc()

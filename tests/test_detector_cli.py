@@ -127,3 +127,24 @@ def test_detect_once_runs_a_file_camera_live_to_kafka(tmp_path, weights_path, me
     assert status[-1].state == "offline" and "end of file" in status[-1].reason
     assert any(s.active == ["stray_dog/"] for s in status)  # the violation was reported present
     assert (tmp_path / "var" / "evidence").is_dir()
+
+
+@pytest.mark.kafka
+def test_detect_file_publish_sends_events_and_video_time_status(tmp_path, weights_path, media_dir, kafka_bootstrap,
+                                                               topic_factory):
+    video = build_still_video(media_dir / "dog.jpg", tmp_path / "dog.mp4", hold_s=90, gone_s=30,
+                              removed="paint", regions=[DOG_REGION])
+    detections, statuses = topic_factory("detections", partitions=2), topic_factory("status", partitions=2)
+    config = city_copy(tmp_path, 60, video, {"kafka": {"topics": {"detections": detections,
+                                                                  "camera_status": statuses}}})
+    run = nonsite(config, "detect-file", str(video), "--camera", "cam-01", "--publish", "--start-epoch",
+                  "1800000000", env={"NONSITE_WEIGHTS": str(weights_path), "NONSITE_KAFKA_BOOTSTRAP": kafka_bootstrap})
+    assert run.returncode == 0, run.stderr[-2000:]
+    printed = [Detection.from_json(line) for line in run.stdout.splitlines()]
+    published = [Detection.from_json(v) for v in records(kafka_bootstrap, detections)]
+    assert [e.event_id for e in published] == [e.event_id for e in printed]
+    assert [e.kind for e in published] == ["start", "end"]
+    assert published[0].observed_at == "2027-01-15T08:01:00.000Z"  # video time from --start-epoch, 60 s in
+    status = [CameraStatus.from_json(v) for v in records(kafka_bootstrap, statuses)]
+    assert [s.observed_at[11:19] for s in status] == ["08:00:00", "08:00:30", "08:01:00", "08:01:30"]
+    assert [s.active for s in status] == [[], [], ["stray_dog/"], ["stray_dog/"]]

@@ -256,3 +256,43 @@ def test_evidence_verify_reports_altered_and_missing_files(tmp_path: Path):
     assert len(problems) == 2
     assert "annotated" in problems[0] and "event says" in problems[0]
     assert "missing file" in problems[1]
+
+
+# ---------------------------------------------------------------- inference plumbing without a model
+class Numbered:
+    """Detector stand-in: reports each image's first pixel value as the confidence, one frame per call."""
+
+    max_batch = 1
+    names = {0: "dog"}
+
+    def __init__(self):
+        self.calls = 0
+
+    def detect(self, images):
+        self.calls += 1
+        assert len(images) <= 1 or self.max_batch > 1
+        return [[DetectedObject("dog", float(image[0, 0, 0]) / 100, (0.1, 0.1, 0.2, 0.2))] for image in images]
+
+
+def test_detector_pool_splits_frames_and_keeps_their_order():
+    from detector.inference import DetectorPool
+
+    workers = [Numbered(), Numbered()]
+    workers[0].max_batch = workers[1].max_batch = 2
+    pool = DetectorPool(workers)
+    images = [np.full((4, 4, 3), value, np.uint8) for value in (10, 20, 30, 40)]
+    assert pool.max_batch == 4
+    found = pool.detect(images)
+    assert [f[0].confidence for f in found] == [0.1, 0.2, 0.3, 0.4]
+    assert workers[0].calls == 1 and workers[1].calls == 1
+    pool.close()
+
+
+def test_manifest_pins_the_shared_model_and_flags_other_files(tmp_path):
+    from detector.inference import check_manifest
+
+    impostor = tmp_path / "yolov8n_int8.tflite"
+    impostor.write_bytes(b"not the model")
+    warning = check_manifest(impostor)
+    assert warning is not None and "differs from models/manifest.yaml" in warning
+    assert check_manifest(tmp_path / "unknown.pt") is None

@@ -1,6 +1,6 @@
 """End to end on the real local Kafka: one worker subprocess, each scenario in its own grid.
 
-Timers are short (tick 0.5 s, acceptance 6 s, verification grace 1 s); the deadline test moves
+Timers are short (tick 0.5 s, acceptance 12 s, verification grace 1 s); the deadline test moves
 its district's clock forward by publishing a tick, exactly what the worker's clock timer sends.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ GRIDS = ["G1", "G2", "G3", "G4", "G5", "G6", "G7", "GX", "GN"]
 @pytest.fixture(scope="module")
 def system(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("stream-flow")
-    city = make_city(tmp, GRIDS, acceptance_minutes=0.1)
+    city = make_city(tmp, GRIDS, acceptance_minutes=0.2)
     worker = WorkerProcess(city, tmp).start()
     inputs = Inputs(city)
     topics = city.kafka.topics

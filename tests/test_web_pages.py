@@ -54,7 +54,7 @@ def log_in(browser, web: WebHarness, username: str, password: str, phone: bool =
     return page
 
 
-def test_login_page_refuses_a_wrong_password(browser, web: WebHarness, shots: Path) -> None:
+def test_login_page_refuses_a_wrong_password(web: WebHarness, browser, shots: Path) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 700}, locale="zh-CN")
     page = context.new_page()
     page.goto(f"{web.base_url}/login")
@@ -62,7 +62,7 @@ def test_login_page_refuses_a_wrong_password(browser, web: WebHarness, shots: Pa
     page.fill("#password", "wrong")
     page.click("#submit")
     page.wait_for_selector("#error:has-text('登录失败')")
-    assert "ops (operator / ops-demo)" in page.inner_text("#demo")
+    page.wait_for_selector("#demo:has-text('ops (operator / ops-demo)')")
     assert "/login" in page.url
     page.fill("#password", "")
     page.locator("#error").evaluate("e => e.textContent = ''")
@@ -70,7 +70,7 @@ def test_login_page_refuses_a_wrong_password(browser, web: WebHarness, shots: Pa
     context.close()
 
 
-def test_wall_shows_a_new_incident_from_kafka_and_reassigns(browser, web: WebHarness, shots: Path) -> None:
+def test_wall_shows_a_new_incident_from_kafka_and_reassigns(web: WebHarness, browser, shots: Path) -> None:
     now = datetime.now(timezone.utc)
     backdrop = [
         incident(camera_id="cam-03", scenario="mobile_vendor", grid_id="G02", officer_id="O201",
@@ -128,7 +128,7 @@ def test_wall_shows_a_new_incident_from_kafka_and_reassigns(browser, web: WebHar
     page.wait_for_selector(f"article[data-id='{case.incident_id}']:has-text('李娜 Li Na')")
 
 
-def test_officer_resolves_a_task_with_a_photo(browser, web: WebHarness, shots: Path) -> None:
+def test_officer_resolves_a_task_with_a_photo(web: WebHarness, browser, shots: Path) -> None:
     other, other_task = dispatched_case(web, "O201", camera_id="cam-03", grid_id="G02")
     older, older_task = dispatched_case(web, "O101", scenario="sidewalk_parking", camera_id="cam-02",
                                evidence=[stored_evidence(web, "car")],
@@ -169,7 +169,7 @@ def test_officer_resolves_a_task_with_a_photo(browser, web: WebHarness, shots: P
     page.wait_for_selector("#result.refused:has-text('illegal transition RESOLVED -> ACCEPTED')")
 
 
-def test_report_page_shows_the_scripted_closure_rate(browser, web: WebHarness, shots: Path) -> None:
+def test_report_page_shows_the_scripted_closure_rate(web: WebHarness, browser, shots: Path) -> None:
     publish_script(web)
     expected = expected_figures(SCRIPT)
     page = log_in(browser, web, "sup", "sup-demo")

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from nonsite.passwords import verify_password
 from stream.records import Evidence, Feedback, new_id, parse_iso, utc_now
 from web import evidence as store
 from web import reports
-from nonsite.passwords import verify_password
 from web.auth import Principal, find_login
 from web.readmodel import TERMINAL_STATES, ReadModel, Verdict, norm_state
 from web.security import ANY_ROLE, COOKIE, LIVE_ROLES, OFFICER, OPERATOR, REPORT_ROLES
@@ -26,6 +26,7 @@ router = APIRouter(prefix="/api")
 MAX_RANGE_DAYS = 366
 WALL_RECENT_HOURS = 24
 WALL_LIMIT = 500
+RECENT_DONE_TASKS = 30  # finished tasks still listed under an officer's active ones
 
 
 class Strict(BaseModel):
@@ -287,8 +288,9 @@ async def reassign(incident_id: str, body: ReassignIn, request: Request,
 @router.get("/my/tasks", tags=["officer"], summary="the caller's tasks: active first, urgent and newest first")
 async def my_tasks(request: Request, who: Principal = Depends(OFFICER)) -> list[dict]:
     city, model = _city(request), _model(request)
-    views = [task_view(city, model, t) for t in model.tasks_of_officer(who.person_id)]
-    return sorted(views, key=task_order)
+    views = sorted((task_view(city, model, t) for t in model.tasks_of_officer(who.person_id)), key=task_order)
+    active = [v for v in views if v["active"]]
+    return active + [v for v in views if not v["active"]][:RECENT_DONE_TASKS]
 
 
 def _own_task(request: Request, who: Principal, task_id: str):
@@ -339,8 +341,13 @@ async def task_action(task_id: str, body: ActionIn, request: Request,
 async def feedback_outcome(feedback_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> Outcome:
     sent = request.app.state.sent.get(feedback_id)
     model = _model(request)
-    if sent is None:
-        raise HTTPException(404, f"feedback_id: no feedback '{feedback_id[:40]}' was sent through this server")
+    if sent is None:  # sent before this server started: only the id can find the answer
+        verdict = model.outcome(feedback_id)
+        if verdict is None:
+            raise HTTPException(404, f"feedback_id: no feedback '{feedback_id[:40]}' known to this server")
+        if who.role == "officer" and not model.officer_may_see(who.person_id, verdict.incident_id):
+            raise HTTPException(403, "feedback_id: not your case")
+        return _outcome(feedback_id, verdict.action, verdict)
     if who.role == "officer" and sent.actor != who.person_id:
         raise HTTPException(403, "feedback_id: not your action")
     return _outcome(feedback_id, sent.action, model.outcome(feedback_id, sent.position))

@@ -1,0 +1,201 @@
+"""Stream benchmark: raw aiokafka pass-through versus the nonsite worker, same broker, same input.
+
+(a) raw: an aiokafka consumer reads the detections and an aiokafka producer writes one output per
+    input (what Faust itself uses underneath), no processing;
+(b) project: one ``nonsite worker`` (subprocess) runs intake + dedup + dispatch + disposal on the
+    same detections and publishes one incident snapshot per detection (plus tasks, case events).
+
+Both rates are measured the same way: input count / (timestamp of the last output − timestamp of
+the first output), so start-up and group joins are excluded from both.  Prints both and the ratio.
+
+    .venv/bin/python bench/stream_bench.py --detections 20000
+    (uses $NONSITE_KAFKA_BOOTSTRAP, or starts a local Kafka in a temp dir)
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from nonsite.config import City, load_city  # noqa: E402
+from nonsite.kafka_local import LocalKafka, ensure_topics  # noqa: E402
+from stream.app import create_topics  # noqa: E402
+from stream.records import Detection, Evidence, to_iso  # noqa: E402
+
+VIOLATION_LENGTH = 10  # a start and nine updates per violation: 10% of detections are new violations
+
+
+def bench_city(tmp: Path) -> City:
+    folder = tmp / "configs"
+    shutil.copytree(PROJECT / "configs", folder)
+    system = yaml.safe_load((folder / "nonsite.yaml").read_text())
+    tag = uuid.uuid4().hex[:8]
+    system["kafka"]["topics"] = {k: f"bench{tag}.{k}" for k in system["kafka"]["topics"]}
+    system["stream"].update(app_id=f"nonsite-bench-{tag}", data_dir=str(tmp / "worker"))
+    (folder / "nonsite.yaml").write_text(yaml.safe_dump(system, allow_unicode=True))
+    return load_city(folder)
+
+
+def make_detections(city: City, count: int) -> list[Detection]:
+    """Violations at every camera/zone, interleaved like several live cameras: start, then updates."""
+    spots = [(c.id, z.id) for c in city.cameras for z in c.zones]
+    scenarios = [s.id for s in city.scenarios]
+    now = time.time()
+    out = []
+    violations = count // VIOLATION_LENGTH
+    for step in range(VIOLATION_LENGTH):
+        for v in range(violations):
+            camera, zone = spots[v % len(spots)]
+            scenario = scenarios[(v // len(spots)) % len(scenarios)]
+            at = now + step * 5 + v * 0.001
+            out.append(Detection(
+                event_id=f"b{v}-{step}", kind="start" if step == 0 else "update", violation_id=f"{camera}/{v}/{scenario}",
+                camera_id=camera, scenario=scenario, zone_id=zone, object_class="car", track_id=v,
+                confidence=0.5 + step * 0.01, bbox=[0.1, 0.5, 0.3, 0.9], first_seen=to_iso(now), observed_at=to_iso(at),
+                dwell_s=150.0, plate=f"P{v % 500}",
+                evidence=[Evidence(kind="annotated", sha256=f"{v:064x}", uri=f"file:///e/{v}.jpg")]))
+    return out
+
+
+def produce(bootstrap: str, topic: str, detections: list[Detection]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024)
+    for d in detections:
+        producer.send(topic, key=d.camera_id.encode(), value=d.to_json())
+    producer.flush(timeout=120)
+    producer.close()
+
+
+def output_span(bootstrap: str, topic: str, expected: int, timeout: float) -> tuple[int, float]:
+    """Read ``topic`` until ``expected`` messages arrived; (count, last − first record timestamp in s)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             max_partition_fetch_bytes=8 * 1024 * 1024)
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    first, last, seen = None, None, 0
+    deadline = time.monotonic() + timeout
+    while seen < expected and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500, max_records=50_000).values():
+            for record in records:
+                seen += 1
+                first = record.timestamp if first is None else min(first, record.timestamp)
+                last = record.timestamp if last is None else max(last, record.timestamp)
+    consumer.close()
+    if seen < expected:
+        raise SystemExit(f"only {seen} of {expected} outputs on {topic} within {timeout:.0f}s")
+    return seen, max((last - first) / 1000.0, 1e-3)
+
+
+async def raw_pass_through(bootstrap: str, source: str, sink: str, count: int) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"raw-{uuid.uuid4().hex[:6]}",
+                                auto_offset_reset="earliest", enable_auto_commit=True, max_poll_records=500)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await consumer.start()
+    await producer.start()
+    try:
+        done = 0
+        while done < count:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+            for records in batches.values():
+                for record in records:
+                    await producer.send(sink, key=record.key, value=record.value)
+                    done += 1
+        await producer.flush()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def run_worker(city: City, tmp: Path, expected: int, timeout: float) -> tuple[int, float]:
+    env = dict(os.environ, NONSITE_KAFKA_BOOTSTRAP=city.kafka.bootstrap)
+    log = open(tmp / "worker.log", "wb")
+    command = [sys.executable, "-m", "nonsite.cli", "--config", str(city.root), "--log-level", "WARNING", "worker",
+               "--web-port", str(_free_port()), "--data-dir", str(tmp / "worker")]
+    worker = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        return output_span(city.kafka.bootstrap, city.kafka.topics.incidents, expected, timeout)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--detections", type=int, default=20_000)
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="nonsite-stream-bench-"))
+    cluster = None
+    bootstrap = os.environ.get("NONSITE_KAFKA_BOOTSTRAP")
+    try:
+        if not bootstrap:
+            cluster = LocalKafka(tmp / "kafka", nodes=1, base_port=_free_port_pair())
+            bootstrap = cluster.start()
+            os.environ["NONSITE_KAFKA_BOOTSTRAP"] = bootstrap
+        city = bench_city(tmp)
+        create_topics(city)
+        detections = make_detections(city, args.detections)
+        count = len(detections)
+        produce(bootstrap, city.kafka.topics.detections, detections)
+        raw_sink = f"{city.kafka.topics.detections}.raw-out"
+        ensure_topics(bootstrap, [raw_sink], city.kafka.partitions, 1)
+        asyncio.run(raw_pass_through(bootstrap, city.kafka.topics.detections, raw_sink, count))
+        _, raw_span = output_span(bootstrap, raw_sink, count, args.timeout)
+        _, worker_span = run_worker(city, tmp, count, args.timeout)
+        raw_rate, worker_rate = count / raw_span, count / worker_span
+        print(f"detections: {count} ({count // VIOLATION_LENGTH} violations, {len(city.cameras)} cameras, "
+              f"{city.kafka.partitions} partitions)")
+        print(f"(a) raw aiokafka consume + produce 1:1 : {raw_rate:10.0f} msg/s  ({raw_span:.2f} s)")
+        print(f"(b) nonsite worker dedup + dispatch    : {worker_rate:10.0f} detections/s  ({worker_span:.2f} s)")
+        print(f"ratio (b)/(a)                          : {worker_rate / raw_rate:10.1%}")
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (other processes share the CPU)")
+        print(f"goal: >= 5000 detections/s and >= 50% of raw -> "
+              f"{'met' if worker_rate >= 5000 and worker_rate >= raw_rate / 2 else 'NOT met'}")
+        return 0
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _free_port_pair() -> int:
+    import socket
+    for _ in range(100):
+        base = _free_port()
+        try:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", base + 1))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

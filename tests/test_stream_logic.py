@@ -1,0 +1,301 @@
+"""Pure logic of the stream processor: state machine, replay, dedup, dispatch, verification,
+first offences, statistics, intake validation and the engine over in-memory tables."""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from nonsite.config import Shift, load_city
+from stream import casefile
+from stream.casefile import (ACCEPTED, ARRIVED, CLOSED, DETECTED, DISPATCHED, ESCALATED, REJECTED, RESOLVED,
+                             CaseFile, replay, transition)
+from stream.dedup import CityMap, SiteCase, district_of_incident, match_detection, metres_between
+from stream.dispatch import choose_officer, on_duty
+from stream.engine import Engine, Tables
+from stream.intake import Envelope, admit
+from stream.journal import Journal, View
+from stream.offences import offender_keys, prior_offences, record_offence
+from stream.records import CameraStatus, DeadLetter, Detection, Evidence, Feedback, Incident, to_iso
+from stream.stats import StatsKey, aggregate, bump, rates
+from stream.verify import REOPEN, SELF_CORRECT, VERIFY, Presence, observe_camera, observe_detection, verdict
+
+PROJECT = Path(__file__).resolve().parents[1]
+T0 = datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc).timestamp()  # 10:00 Beijing time, a Friday
+
+
+@pytest.fixture(scope="module")
+def city():
+    return load_city(PROJECT / "configs")
+
+
+def step(case, to, action="x", **kw):
+    return transition(case, to, action, actor="t", at=to_iso(T0), **kw)
+
+
+# ------------------------------------------------------------------ state machine and audit replay
+def test_full_disposal_path_is_legal_and_replays_exactly():
+    case, events = CaseFile("G01.a"), []
+    for to in (DETECTED, DISPATCHED, ACCEPTED, ARRIVED, RESOLVED, "VERIFIED", CLOSED):
+        case, event = step(case, to, officer_id="O1" if to == DISPATCHED else None,
+                           task_id="G01.a-t1" if to == DISPATCHED else None)
+        events.append(event)
+    assert case.state == CLOSED and all(e.applied for e in events) and case.officer_id == "O1"
+    assert replay(events + events[:3]) == {"G01.a": case}  # duplicates (at-least-once) are skipped
+
+
+def test_illegal_transition_is_refused_recorded_and_not_applied():
+    case, _ = step(CaseFile("G01.b"), DETECTED)
+    after, event = step(case, RESOLVED, "resolve")
+    assert not event.applied and after.state == DETECTED and after.seq == 2 and after.refused == 1
+    assert event.reason.startswith("illegal transition DETECTED -> RESOLVED (resolve)")
+    closed = CaseFile("G01.c", state=CLOSED, seq=5)
+    assert "no further transitions" in step(closed, DISPATCHED)[1].reason
+
+
+def test_escalation_keeps_the_disposal_step_it_interrupted():
+    case = CaseFile("G01.d")
+    for to in (DETECTED, DISPATCHED, ACCEPTED, ESCALATED):
+        case, _ = step(case, to)
+    assert case.state == ESCALATED and case.working_state == ACCEPTED and case.escalated
+    assert not step(case, ESCALATED)[1].applied  # escalated once
+    assert not step(case, RESOLVED)[1].applied  # still has to arrive first
+    case, event = step(case, ARRIVED)
+    assert event.applied and case.state == ARRIVED and case.escalated
+
+
+def test_replay_refuses_a_log_with_a_gap():
+    case, first = step(CaseFile("G01.e"), DETECTED)
+    _, second = step(case, DISPATCHED)
+    _, third = step(CaseFile("G01.e", state=DISPATCHED, seq=2), ACCEPTED)
+    with pytest.raises(ValueError, match="seq 3 after seq 1"):
+        replay([first, third])
+    assert replay([first, second])["G01.e"].state == DISPATCHED
+
+
+def test_refuse_records_a_custom_reason():
+    case, _ = step(CaseFile("G01.f"), DETECTED)
+    after, event = casefile.refuse(case, ACCEPTED, "accept", "wrong task", actor="O2", at=to_iso(T0))
+    assert not event.applied and event.reason == "wrong task" and after.state == DETECTED
+
+
+# ------------------------------------------------------------------ dedup
+def test_districts_join_grids_and_nearby_cameras(city):
+    cmap = CityMap.build(city)
+    assert cmap.district_of_camera == {"cam-01": "G01", "cam-02": "G01", "cam-03": "G02", "cam-04": "G02"}
+    assert metres_between(30.0, 104.0, 30.0001, 104.0) == pytest.approx(11.1, abs=0.2)
+    assert district_of_incident("G01+G02.abc") == "G01+G02" and district_of_incident("nodot") == ""
+
+
+def test_match_same_site_neighbour_window_and_recurrence():
+    cmap = CityMap(district_of_camera={"a": "G", "b": "G"}, neighbours={"a/z": ("b/y",), "b/y": ("a/z",)},
+                   districts=("G",))
+    cases = {}
+    at = lambda key: cases.get(key)  # noqa: E731
+    assert match_detection("s", "a", "z", 100, 100, cmap, at, 600).incident_id is None
+    cases["s|b|y"] = SiteCase("G.1", "s", True, DISPATCHED, 90.0, False)
+    assert match_detection("s", "a", "z", 100, 100, cmap, at, 600).incident_id == "G.1"  # other camera, same spot
+    assert match_detection("s", "a", "z", 800, 800, cmap, at, 600).incident_id is None  # no time overlap
+    assert match_detection("t", "a", "z", 100, 100, cmap, at, 600).incident_id is None  # other scenario
+    cases["s|a|z"] = SiteCase("G.2", "s", False, REJECTED, 100.0, False)
+    assert match_detection("s", "a", "z", 200, 200, cmap, at, 600).incident_id == "G.1"
+    cases.pop("s|b|y")
+    assert match_detection("s", "a", "z", 200, 200, cmap, at, 600).incident_id == "G.2"  # false alarm absorbs
+    cases["s|a|z"] = SiteCase("G.2", "s", False, CLOSED, 100.0, True)
+    match = match_detection("s", "a", "z", 200, 200, cmap, at, 600)
+    assert match.incident_id is None and match.recurrence_of == "G.2"
+
+
+# ------------------------------------------------------------------ dispatch
+def test_fewest_open_tasks_then_round_robin():
+    officers = ["O1", "O2", "O3"]
+    assert choose_officer(officers, {"O1": 1, "O2": 1, "O3": 2}, None) == "O1"
+    assert choose_officer(officers, {"O1": 1, "O2": 1, "O3": 2}, "O1") == "O2"
+    assert choose_officer(officers, {"O1": 1, "O2": 1, "O3": 2}, "O2") == "O1"
+    assert choose_officer(officers, {}, "O3") == "O1" and choose_officer([], {}, None) is None
+
+
+def test_shifts_in_the_city_timezone(city):
+    day = city.officers[3]  # O202: mon-fri 08:00-20:00 Asia/Shanghai
+    assert on_duty(day, T0, "Asia/Shanghai")  # Friday 10:00 local
+    assert not on_duty(day, T0 + 11 * 3600, "Asia/Shanghai")  # Friday 21:00
+    assert not on_duty(day, T0 + 24 * 3600, "Asia/Shanghai")  # Saturday
+    night = day.model_copy(update={"shifts": [Shift(days=["fri"], start="22:00", end="06:00")]})
+    assert on_duty(night, T0 + 17 * 3600, "Asia/Shanghai")  # Saturday 03:00, Friday's night shift
+
+
+# ------------------------------------------------------------------ verification
+def test_camera_decides_verify_reopen_self_correction():
+    p = observe_detection(Presence(), "c/z", "v1", "start", 100.0)
+    assert verdict(p, RESOLVED, 150.0, 200.0, 10) is None  # no observation since the resolution
+    still = observe_camera(p, "c/z", True, 170.0)
+    assert verdict(still, RESOLVED, 150.0, 171.0, 10) == REOPEN
+    gone = observe_camera(p, "c/z", False, 155.0)
+    assert verdict(gone, RESOLVED, 150.0, 160.0, 10) is None  # grace not over
+    assert verdict(gone, RESOLVED, 150.0, 166.0, 10) == VERIFY
+    ended = observe_detection(p, "c/z", "v1", "end", 120.0)
+    assert verdict(ended, DISPATCHED, None, 131.0, 10) == SELF_CORRECT
+    assert verdict(ended, ARRIVED, None, 131.0, 10) is None  # the officer is there: no self-correction
+    assert observe_camera(ended, "c/z", True, 110.0) == ended  # out-of-order observation ignored
+
+
+# ------------------------------------------------------------------ first offence
+def test_prior_offences_by_location_plate_and_window():
+    keys = offender_keys("cam", "z", plate="P1", shop_id="S1")
+    history = {"plate:P1": record_offence(None, "G.1", 0.0, 365)}
+    assert prior_offences(history.get, keys, 100.0, 365) == 1
+    assert prior_offences(history.get, keys, 366 * 86400.0, 365) == 0  # outside the window
+    pruned = record_offence(history["plate:P1"], "G.2", 400 * 86400.0, 365)
+    assert pruned == [[400 * 86400.0, "G.2"]]
+
+
+# ------------------------------------------------------------------ statistics
+def test_rates_and_aggregation():
+    rows = [(StatsKey("2026-11-20", "s", "G1", "O1", "c"), {"filed": 4, "closed": 2, "closed_on_time": 1,
+                                                           "reopened": 1, "rejected_false_alarm": 1,
+                                                           "minutes_to_close": 30}),
+            (StatsKey("2026-11-21", "s", "G1", "O2", "c"), {"filed": 1}),
+            (StatsKey("2026-12-01", "s", "G2", "O3", "c"), {"filed": 9})]
+    [g1] = aggregate(rows, "grid", date(2026, 11, 1), date(2026, 11, 30))
+    assert g1["grid"] == "G1" and g1["filed"] == 5 and g1["due"] == 4
+    assert g1["closure_rate"] == 0.5 and g1["on_time_rate"] == 0.25 and g1["rework_rate"] == 0.5
+    assert g1["false_alarm_rate"] == 0.2 and g1["mean_minutes_to_close"] == 15.0
+    assert rates({})["closure_rate"] is None
+    with pytest.raises(KeyError):
+        bump({}, "nonsense")
+    with pytest.raises(ValueError):
+        aggregate(rows, "day")
+
+
+# ------------------------------------------------------------------ intake
+def detection(camera="cam-01", kind="start", at=T0, violation="v", zone="z-road", scenario="stray_dog", **kw):
+    return Detection(event_id=f"{camera}-{violation}-{kind}-{at}", kind=kind, violation_id=f"{camera}/{violation}",
+                     camera_id=camera, scenario=scenario, zone_id=zone, object_class="dog", track_id=1,
+                     confidence=0.9, bbox=[0, 0, 1, 1], first_seen=to_iso(T0), observed_at=to_iso(at), dwell_s=200.0,
+                     evidence=[Evidence(kind="annotated", sha256="f" * 64, uri="file:///x")], **kw)
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b"{nope", "not JSON"),
+    (b'{"schema_version": 2}', "schema_version: unsupported 2"),
+    (b'[1]', "expected a JSON object"),
+    (detection(camera="cam-99").to_json(), "unknown camera id 'cam-99'"),
+    (detection(zone="z-nowhere").to_json(), "unknown zone 'z-nowhere'"),
+    (detection(kind="middle").to_json(), "Detection.kind: unknown kind 'middle'"),
+    (detection(scenario="jaywalking").to_json(), "unknown scenario 'jaywalking'"),
+])
+def test_bad_detections_become_dead_letters(city, raw, reason):
+    letter = admit("detections", raw, "nonsite.detections", 3, 77, city, CityMap.build(city))
+    assert isinstance(letter, DeadLetter) and reason in letter.reason
+    assert (letter.topic, letter.partition, letter.offset) == ("nonsite.detections", 3, 77)
+
+
+def test_feedback_for_unknown_district_is_a_dead_letter(city):
+    f = Feedback(feedback_id="f", incident_id="G99.abc", action="accept", actor="O101", at=to_iso(T0))
+    letter = admit("feedback", f.to_json(), "nonsite.feedback", 0, 5, city, CityMap.build(city))
+    assert isinstance(letter, DeadLetter) and "feedback for unknown case 'G99.abc'" in letter.reason
+
+
+# ------------------------------------------------------------------ engine over in-memory tables
+class Harness:
+    def __init__(self, city):
+        self.city, self.map = city, CityMap.build(city)
+        self.store: dict = {}
+        self.engine = Engine(city, Tables.over(self.store), self.map)
+        self.offsets: dict[str, int] = {}
+        self.events: list = []
+
+    def feed(self, role: str, record, partition: int = 0):
+        offset = self.offsets[role] = self.offsets.get(role, -1) + 1
+        env = admit(role, record.to_json(), role, partition, offset, self.city, self.map)
+        assert isinstance(env, Envelope), env
+        out = self.engine.handle(env)
+        self.events += out.case_events
+        return out
+
+    def tick(self, district: str, at: float):
+        out = self.engine.handle(Envelope("tick", district, "tick", -1, {"now": to_iso(at)}))
+        self.events += out.case_events
+        return out
+
+
+def test_engine_dedups_dispatches_and_verifies(city):
+    h = Harness(city)
+    out = h.feed("detections", detection())
+    [incident] = out.incidents.values()
+    [task] = out.tasks
+    assert incident.state == DISPATCHED and task.officer_id == "O101" and task.first_offence
+    assert Incident.from_dict(json.loads(json.dumps(incident))).incident_id == incident.incident_id  # the contract
+    assert [a.kind for a in out.alerts] == ["new_incident"]
+    again = h.feed("detections", detection(kind="update", at=T0 + 60))
+    assert list(again.incidents) == [incident.incident_id] and not again.tasks
+    assert again.incidents[incident.incident_id].detections == 2
+    second = h.feed("detections", detection(camera="cam-02", zone="z-side-walk", violation="w"))
+    [other_task] = second.tasks
+    assert other_task.officer_id == "O102"  # fewest open tasks
+    for action in ("accept", "arrive", "resolve"):
+        h.feed("feedback", Feedback(feedback_id=action, incident_id=incident.incident_id, action=action,
+                                    actor="O101", at=to_iso(T0 + 120), task_id=task.task_id))
+    status = CameraStatus(event_id="s", camera_id="cam-01", state="online", observed_at=to_iso(T0 + 130), active=[])
+    h.feed("camera_status", status)
+    closing = h.tick("G01", T0 + 130 + city.stream.verify_grace_s)
+    assert [e.to_state for e in closing.case_events if e.incident_id == incident.incident_id] == ["VERIFIED", CLOSED]
+    cases = replay(h.events)
+    stored = {k: CaseFile.from_dict(v["file"]) for k, v in h.engine.tables.cases.items()}
+    assert cases == stored
+
+
+def test_engine_skips_inputs_already_applied_and_redoes_a_half_applied_one(city):
+    h = Harness(city)
+    d = detection()
+    env = admit("detections", d.to_json(), "det", 0, 0, city, h.map)
+    first = h.engine.handle(env)
+    assert h.engine.handle(env).skipped  # its marker landed: already applied
+    # a crash after only some of the next input's writes reached the changelog:
+    update = admit("detections", detection(kind="update", at=T0 + 5).to_json(), "det", 0, 1, city, h.map)
+    before = json.loads(json.dumps(h.store))
+    h.engine.handle(update)
+    after = json.loads(json.dumps(h.store))
+    changed = [k for k in after if after[k] != before.get(k)]
+    assert changed[-1].startswith("source_offsets|")  # the marker is written last
+    half = dict(before)
+    half.update({k: after[k] for k in changed[:1]})  # only the first write landed
+    redo = Engine(city, Tables.over(half), h.map).handle(update)
+    assert not redo.skipped and half == after
+    # ...and when the next input's first write landed but not its marker, this one stays applied
+    later = admit("detections", detection(kind="update", at=T0 + 9).to_json(), "det", 0, 2, city, h.map)
+    h.engine.handle(later)
+    final = json.loads(json.dumps(h.store))
+    partial = dict(after)
+    first_write = next(k for k in final if final[k] != after.get(k))
+    partial[first_write] = final[first_write]
+    assert Engine(city, Tables.over(partial), h.map).handle(update).skipped
+    incident_id = next(iter(first.incidents))
+    assert redo.incidents[incident_id].detections == 2
+
+
+def test_no_officer_queues_then_dispatches_when_a_shift_starts(city):
+    h = Harness(city)
+    saturday_night = T0 + 24 * 3600 + 14 * 3600  # Sunday 00:00 local... O202 is off, O201 around the clock
+    off_city = city.model_copy(update={"officers": [o for o in city.officers if o.id != "O201"]})
+    h = Harness(off_city)
+    out = h.feed("detections", detection(camera="cam-04", zone="z-street", scenario="mobile_vendor", at=saturday_night))
+    [incident] = out.incidents.values()
+    assert incident.state == DETECTED and not out.tasks and [a.kind for a in out.alerts] == ["new_incident",
+                                                                                             "no_officer"]
+    monday_9 = T0 + 3 * 24 * 3600 - 3600 + 3600  # Monday 10:00 local
+    out = h.tick("G02", monday_9)
+    assert [t.officer_id for t in out.tasks] == ["O202"]
+
+
+def test_journal_view_pop_and_items():
+    journal = Journal({})
+    view = View(journal, "x")
+    journal.begin("1")
+    view["a"] = 1
+    view["b"] = 2
+    assert view.pop("b") == 2 and "b" not in view
+    journal.commit()
+    assert dict(view.items()) == {"a": 1}
