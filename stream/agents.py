@@ -12,12 +12,15 @@
 """
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Callable
 
 import faust
 from prometheus_client import CollectorRegistry
 from faust.sensors.prometheus import setup_prometheus_sensors
+
+import structlog
 
 from nonsite.config import City
 from stream.app import cases_topic_name, partition_for
@@ -28,7 +31,52 @@ from stream.metrics import StreamMetrics
 from stream.records import DeadLetter, to_iso
 
 STATE_TABLE = "case_state"  # every view of stream.engine.Tables, see stream.journal
+log = structlog.get_logger("nonsite.stream")
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+def make_flush_complete(buffer) -> None:
+    """Make Faust's producer-buffer flush wait until the buffer is really empty.
+
+    faust-streaming 0.15.3 ``ProducerBuffer.flush()`` returns as soon as no message was sent for 0.1 s,
+    even with table changelog records still queued; the consumer then commits offsets whose state
+    never reached Kafka, and a worker killed right after loses those inputs.  Found by the SIGKILL test.
+    """
+    async def flush_all() -> None:
+        while buffer.size:
+            if buffer.state != "running":
+                raise RuntimeError("Cannot flush: Producer not Running")
+            buffer.message_sent.clear()
+            try:
+                await asyncio.wait_for(buffer.message_sent.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                continue
+
+    buffer.flush = flush_all
+
+
+async def read_range(city: City, topic: str, partition: int, first: int, end: int) -> list[tuple[int, bytes]]:
+    """Messages ``first`` .. ``end - 1`` of one partition, read with a plain aiokafka consumer."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=city.kafka.bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, first)
+        found: list[tuple[int, bytes]] = []
+        while not found or found[-1][0] < end - 1:
+            batch = await consumer.getmany(tp, timeout_ms=5000)
+            records = batch.get(tp, [])
+            if not records:
+                raise RuntimeError(f"{topic}[{partition}]: cannot read offsets {first}..{end - 1}")
+            found += [(r.offset, r.value) for r in records if r.offset < end]
+            if records[-1].offset >= end - 1:
+                break
+        return found
+    finally:
+        await consumer.stop()
 
 
 def register(app: faust.App, city: City, clock: Callable[[], float]) -> None:
@@ -43,9 +91,7 @@ def register(app: faust.App, city: City, clock: Callable[[], float]) -> None:
 
     topic = {role: app.topic(name, partitions=partitions, **RAW) for role, name in names.all().items()}
     cases = app.topic(cases_topic_name(city), partitions=partitions, **RAW)
-    # the state table sends a few changelog records per input; Faust's default stalls the stream while
-    # more than 100 wait in its producer buffer, which caps a worker at a few hundred inputs per second
-    app.producer.buffer.max_messages = 10_000
+    make_flush_complete(app.producer.buffer)
     tables = Tables.over(app.Table(STATE_TABLE, default=None, partitions=partitions))
     app.stream_tables = tables  # type: ignore[attr-defined]
     engine = Engine(city, tables, city_map)
@@ -94,14 +140,30 @@ def register(app: faust.App, city: City, clock: Callable[[], float]) -> None:
             await topic["dead_letter"].send(key=letter.topic.encode(), value=letter.to_json())
         metrics.count_outputs(out, out_counters)
 
+    async def apply(partition: int, offset: int, value: bytes) -> None:
+        out = engine.handle(Envelope.from_bytes(value), commit=False, at=(partition, offset))
+        await publish(out)
+        engine.commit()  # state after outputs: a crash between them re-does the input
+
     @app.agent(cases, name="cases")
     async def run_cases(stream: faust.StreamT) -> None:
         counter = metrics.messages_in.labels(topic=cases.get_topic_name())
         async for event in stream.events():
             counter.inc()
-            out = engine.handle(Envelope.from_bytes(event.value), commit=False)
-            await publish(out)
-            engine.commit()  # state after outputs: a crash between them re-does the input
+            message = event.message
+            last = engine.position(message.partition)
+            if last is not None and message.offset <= last:
+                continue  # delivered again: already applied
+            if last is not None and message.offset > last + 1:
+                # The consumer skipped messages (seen with faust-streaming 0.15.3 after a restart:
+                # it resumed past offsets whose state never reached the changelog). Read them here.
+                missed = await read_range(city, message.topic, message.partition, last + 1, message.offset)
+                log.warning("cases consumer skipped messages; applying them from Kafka", partition=message.partition,
+                            first=last + 1, count=len(missed))
+                metrics.skipped_refetched.inc(len(missed))
+                for offset, value in missed:
+                    await apply(message.partition, offset, value)
+            await apply(message.partition, message.offset, event.value)
 
     @app.timer(interval=city.stream.tick_s, on_leader=True, name="clock")
     async def clock_tick() -> None:

@@ -40,6 +40,10 @@ def worker(args: argparse.Namespace, city: Optional[City]) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     app = build_app(city, web_port=getattr(args, "web_port", None), data_dir=data_dir)
     level = (getattr(args, "log_level", None) or "info").lower()
+    if level == "debug":  # nonsite.logs keeps Faust and Kafka clients at WARNING; show their INFO here
+        import logging
+        for name in ("faust", "mode", "aiokafka"):
+            logging.getLogger(name).setLevel(logging.INFO)
     faust.Worker(app, loglevel=level, redirect_stdouts=False).execute_from_commandline()
     return 0
 

@@ -136,12 +136,27 @@ class Engine:
         self.timezone = city.system.city.timezone
 
     # ------------------------------------------------------------------ entry point
-    def handle(self, env: Envelope, commit: bool = True) -> Outputs:
+    def position(self, partition: int) -> Optional[int]:
+        """The offset of the last cases-topic message applied from ``partition`` (kept with the state)."""
+        return self.tables.journal.latest(f"{self.tables.source_offsets.prefix}@cases|{partition}")
+
+    def handle(self, env: Envelope, commit: bool = True, at: Optional[tuple[int, int]] = None) -> Outputs:
         """Apply one input (exactly once in effect: see :mod:`stream.journal`) and return what to publish.
 
         With ``commit=False`` the state writes stay buffered until :meth:`commit`: the worker publishes
         the outputs first, so that state never reaches the changelog ahead of what it announced.
+        ``at`` is the (partition, offset) of the message in the cases topic, recorded with the state.
         """
+        out = self._handle(env)
+        if at is not None:
+            if self.tables.journal.input_id is None:  # skipped input: record only the position
+                self.tables.journal.begin(f"@cases|{at[0]}|{at[1]}")
+            self.tables.source_offsets[f"@cases|{at[0]}"] = at[1]
+        if commit:
+            self.tables.journal.commit()
+        return out
+
+    def _handle(self, env: Envelope) -> Outputs:
         journal = self.tables.journal
         if env.kind == "tick":
             now = to_epoch(env.payload["now"])
@@ -168,9 +183,7 @@ class Engine:
         except Exception:
             journal.abort()
             raise
-        self.tables.source_offsets[marker] = position  # the marker is written last
-        if commit:
-            journal.commit()
+        self.tables.source_offsets[marker] = position  # the marker is written last (with the position)
         return out
 
     def commit(self) -> None:
@@ -214,7 +227,7 @@ class Engine:
             self._alert(out, "refused", "warning", now, f"{case.id}: {event.reason}", case, suffix=str(event.seq))
             return False
         counter = STATE_COUNTERS.get(to_state)
-        if counter:
+        if counter and not (to_state == REOPENED and case.file.reopen_count > 1):  # rework counts cases, once
             self._count(case, now, counter)
         if to_state == ESCALATED:
             self._alert(out, "escalated", "critical", now, f"{case.id} passed its deadline {to_iso(case.deadline)}"

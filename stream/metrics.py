@@ -27,6 +27,9 @@ class StreamMetrics:
                                registry=registry)
         self.duplicates = Counter("nonsite_stream_duplicate_inputs", "Inputs skipped as already applied",
                                   registry=registry)
+        self.skipped_refetched = Counter("nonsite_stream_refetched_inputs",
+                                         "Cases-topic messages the Faust consumer skipped and the agent read itself",
+                                         registry=registry)
         self.open_cases = Gauge("nonsite_stream_open_cases", "Open cases by state", ["district", "state"],
                                 registry=registry)
         self.consumer_lag = Gauge("nonsite_stream_consumer_lag", "End offset minus read offset",

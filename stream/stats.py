@@ -4,7 +4,7 @@ Each counter is added on the (local) day the counted step happened and attribute
 responsible for the case at that moment (``-`` while nobody is).  Rates are derived, never stored:
 
 * due = filed − rejected as false alarm (应结案数); closure rate 结案率 = closed / due;
-* on-time rate 按期结案率 = closed on time / due; rework rate 返工率 = reopened / closed;
+* on-time rate 按期结案率 = closed on time / due; rework rate 返工率 = cases reopened (at least once) / due;
 * false-alarm rate = rejected as false alarm / filed; mean time to close = minutes to close / closed.
 
 Example::
@@ -63,11 +63,11 @@ def _ratio(numerator: float, denominator: float) -> Optional[float]:
 
 def rates(row: Mapping[str, float]) -> dict[str, Optional[float]]:
     get = lambda name: float(row.get(name, 0))  # noqa: E731
-    due = get("filed") - get("rejected_false_alarm")
+    due = int(get("filed") - get("rejected_false_alarm"))
     mean = get("minutes_to_close") / get("closed") if get("closed") else None
     return {"due": due, "closure_rate": _ratio(get("closed"), due),
             "on_time_rate": _ratio(get("closed_on_time"), due),
-            "rework_rate": _ratio(get("reopened"), get("closed")),
+            "rework_rate": _ratio(get("reopened"), due),
             "false_alarm_rate": _ratio(get("rejected_false_alarm"), get("filed")),
             "mean_minutes_to_close": round(mean, 2) if mean is not None else None}
 

@@ -64,6 +64,8 @@ def make_city(tmp: Path, grids: Iterable[str], **stream: object) -> City:
     settings = {"app_id": f"nonsite-test-{tag}", "tick_s": 0.5, "acceptance_minutes": 0.05, "verify_grace_s": 1.0,
                 "dedup_window_s": 600, "cross_camera_radius_m": 30, "commit_interval_s": 0.5,
                 "data_dir": str(tmp / "worker")}
+    if os.environ.get("NONSITE_TEST_STORE"):  # e.g. rocksdb:// to run the stream tests on RocksDB
+        settings["store"] = os.environ["NONSITE_TEST_STORE"]
     settings.update(stream)
     system["stream"].update(settings)
     (folder / "nonsite.yaml").write_text(yaml.safe_dump(system, allow_unicode=True))
@@ -208,7 +210,7 @@ class WorkerProcess:
 
         env = dict(os.environ, NONSITE_KAFKA_BOOTSTRAP=self.city.kafka.bootstrap, PYTHONUNBUFFERED="1")
         self.web_port = getattr(self, "web_port", None) or free_port_block(1)  # a restart keeps its port
-        command = [sys.executable, "-m", "nonsite.cli", "--config", str(self.city.root), "worker",
+        command = [sys.executable, "-m", "nonsite.cli", "--config", str(self.city.root)] + (["--log-level", os.environ["NONSITE_TEST_WORKER_LOG"]] if os.environ.get("NONSITE_TEST_WORKER_LOG") else []) + ["worker",
                    "--web-port", str(self.web_port), "--data-dir", str(self.tmp / f"{self.name}-data")]
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,

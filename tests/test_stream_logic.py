@@ -160,7 +160,7 @@ def test_rates_and_aggregation():
             (StatsKey("2026-12-01", "s", "G2", "O3", "c"), {"filed": 9})]
     [g1] = aggregate(rows, "grid", date(2026, 11, 1), date(2026, 11, 30))
     assert g1["grid"] == "G1" and g1["filed"] == 5 and g1["due"] == 4
-    assert g1["closure_rate"] == 0.5 and g1["on_time_rate"] == 0.25 and g1["rework_rate"] == 0.5
+    assert g1["closure_rate"] == 0.5 and g1["on_time_rate"] == 0.25 and g1["rework_rate"] == 0.25
     assert g1["false_alarm_rate"] == 0.2 and g1["mean_minutes_to_close"] == 15.0
     assert rates({})["closure_rate"] is None
     with pytest.raises(KeyError):
