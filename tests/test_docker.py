@@ -73,3 +73,32 @@ def test_service_commands_parse_with_the_real_cli(name):
 def test_no_weights_are_baked_into_images():
     for dockerfile in DOCKER.glob("Dockerfile.*"):
         assert not re.search(r"\.(pt|tflite|onnx)\b", dockerfile.read_text()), dockerfile.name
+
+
+def _metric_families() -> set[str]:
+    from prometheus_client import CollectorRegistry
+
+    import detector.metrics
+    from stream.metrics import StreamMetrics
+
+    registry = CollectorRegistry()
+    StreamMetrics(registry)
+    names = set()
+    for source in (detector.metrics.REGISTRY, registry):
+        for family in source.collect():
+            names.update(sample.name for sample in family.samples)
+            names.add(family.name)
+    return names
+
+
+def test_grafana_dashboard_queries_metrics_the_code_exports():
+    import json
+
+    dashboard = json.loads((DOCKER / "grafana" / "dashboards" / "nonsite.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"nonsite_[a-z_]+", target["expr"])}
+    assert queried, "the dashboard queries no nonsite metric"
+    exported = _metric_families()
+    for name in queried:
+        family = re.sub(r"_(total|bucket|count|sum)$", "", name)
+        assert name in exported or family in exported, f"dashboard queries unknown metric {name}"
