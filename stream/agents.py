@@ -2,11 +2,13 @@
 
 * ``intake-detections``, ``intake-camera-status``, ``intake-feedback``: validate each raw message
   (bad ones to the dead-letter topic) and route it, keyed by district, to the internal cases topic;
+  inputs are taken in batches (up to ``INTAKE_BATCH``, waiting at most ``INTAKE_WITHIN_S``) and the
+  inputs of one district in a batch travel in one cases-topic message (:func:`stream.intake.pack`);
 * ``cases``: the case engine (:mod:`stream.engine`) over the cases topic — dedup, dispatch,
   disposal, camera verification, first offences and statistics — publishing incidents, tasks,
   case events and alerts.  Its state is one changelog-backed table, ``case_state``, holding named
   views (``cases``, ``open_cases``, ``site_cases``, ``daily_stats``...), so that the writes of one
-  input reach the changelog together and in order (:mod:`stream.journal`);
+  cases-topic message reach the changelog together and in order (:mod:`stream.journal`);
 * ``clock`` (timer, leader only): a tick per district every ``stream.tick_s`` from the injected clock;
 * ``lag`` (timer): consumer lag into the metrics.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import faust
 from prometheus_client import CollectorRegistry
@@ -26,11 +28,13 @@ from nonsite.config import City
 from stream.app import cases_topic_name, partition_for
 from stream.dedup import CityMap
 from stream.engine import Engine, Outputs, Tables
-from stream.intake import Envelope, admit
+from stream.intake import Envelope, admit, pack, unpack
 from stream.metrics import StreamMetrics
 from stream.records import DeadLetter, to_iso
 
 STATE_TABLE = "case_state"  # every view of stream.engine.Tables, see stream.journal
+INTAKE_BATCH = 500  # inputs per intake batch, at most (Faust's default poll size)
+INTAKE_WITHIN_S = 0.02  # the longest an input waits for its batch to fill
 log = structlog.get_logger("nonsite.stream")
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -53,6 +57,16 @@ def make_flush_complete(buffer) -> None:
                 continue
 
     buffer.flush = flush_all
+
+
+def store_reader(table: faust.Table) -> Mapping[str, Any]:
+    """What the table's reads go to, without Faust's sensor call on every get (a hot-path cost).
+
+    Writes still go through the table (changelog, sensors).  With the memory store, the plain dict.
+    """
+    store = table.data
+    data = getattr(store, "data", None)
+    return data if isinstance(data, dict) else store
 
 
 async def read_range(city: City, topic: str, partition: int, first: int, end: int) -> list[tuple[int, bytes]]:
@@ -92,7 +106,8 @@ def register(app: faust.App, city: City, clock: Callable[[], float]) -> None:
     topic = {role: app.topic(name, partitions=partitions, **RAW) for role, name in names.all().items()}
     cases = app.topic(cases_topic_name(city), partitions=partitions, **RAW)
     make_flush_complete(app.producer.buffer)
-    tables = Tables.over(app.Table(STATE_TABLE, default=None, partitions=partitions))
+    state = app.Table(STATE_TABLE, default=None, partitions=partitions)
+    tables = Tables.over(state, reader=store_reader(state))
     app.stream_tables = tables  # type: ignore[attr-defined]
     engine = Engine(city, tables, city_map)
 
@@ -110,14 +125,22 @@ def register(app: faust.App, city: City, clock: Callable[[], float]) -> None:
 
         async def intake(stream: faust.StreamT) -> None:
             counter = metrics.messages_in.labels(topic=source.get_topic_name())
-            async for event in stream.events():
-                message = event.message
-                counter.inc()
-                result = admit(role, event.value, message.topic, message.partition, message.offset, city, city_map)
-                if isinstance(result, DeadLetter):
-                    await to_dead_letter(result)
-                else:
-                    await to_district(result)
+            # take_events acks a batch's events only after this loop body has sent its messages
+            async for events in stream.take_events(INTAKE_BATCH, within=INTAKE_WITHIN_S):
+                counter.inc(len(events))
+                by_district: dict[str, list[Envelope]] = {}
+                for event in events:
+                    message = event.message
+                    result = admit(role, event.value, message.topic, message.partition, message.offset, city,
+                                   city_map)
+                    if isinstance(result, DeadLetter):
+                        await to_dead_letter(result)
+                    else:
+                        by_district.setdefault(result.district, []).append(result)
+                for district, envs in by_district.items():
+                    for value in pack(envs):
+                        await cases.send(key=district.encode(), value=value,
+                                         partition=partition_for(district, partitions))
 
         app.agent(source, name=f"intake-{role.replace('_', '-')}")(intake)
 
@@ -127,8 +150,8 @@ def register(app: faust.App, city: City, clock: Callable[[], float]) -> None:
     out_counters = {role: metrics.messages_out.labels(topic=name) for role, name in names.all().items()}
 
     async def publish(out: Outputs) -> None:
-        for incident_id, incident in out.incidents.items():
-            await topic["incidents"].send(key=incident_id.encode(), value=json.dumps(
+        for incident in out.snapshots():
+            await topic["incidents"].send(key=incident["incident_id"].encode(), value=json.dumps(
                 incident, ensure_ascii=False, separators=(",", ":")).encode())
         for task in out.tasks:
             await topic["tasks"].send(key=task.incident_id.encode(), value=task.to_json())
@@ -141,9 +164,9 @@ def register(app: faust.App, city: City, clock: Callable[[], float]) -> None:
         metrics.count_outputs(out, out_counters)
 
     async def apply(partition: int, offset: int, value: bytes) -> None:
-        out = engine.handle(Envelope.from_bytes(value), commit=False, at=(partition, offset))
+        out = engine.handle_batch(unpack(value), at=(partition, offset), commit=False)
         await publish(out)
-        engine.commit()  # state after outputs: a crash between them re-does the input
+        engine.commit()  # state after outputs: a crash between them re-does the message
 
     @app.agent(cases, name="cases")
     async def run_cases(stream: faust.StreamT) -> None:

@@ -47,6 +47,34 @@ def create_topics(city: City) -> list[str]:
                          city.kafka.replication_factor)
 
 
+FETCH_MAX_WAIT_MS = 100
+
+
+def shorten_fetch_wait(max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
+    """Make the worker's Kafka consumer long-poll for ``max_wait_ms`` instead of Faust's fixed 1500 ms.
+
+    aiokafka keeps one fetch request in flight per broker.  A partition whose records were just handed
+    to an agent is left out of the next request, and that request, covering only partitions with
+    nothing new (the other input topics), waits the full ``fetch_max_wait_ms`` at the broker.  The
+    cases topic, fed by this same worker, then got one fetch per 1.5 s: that wait, not the CPU,
+    capped a worker at about 1,000 detections/s (found with bench/stream_bench.py).  Idle, the
+    consumer now sends a fetch request every ``max_wait_ms``.
+    """
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    create = AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(create, "fetch_max_wait_ms", None) == max_wait_ms:
+        return
+
+    def create_worker_consumer(self, transport):  # type: ignore[no-untyped-def]
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = max_wait_ms  # read when the consumer starts its fetcher
+        return consumer
+
+    create_worker_consumer.fetch_max_wait_ms = max_wait_ms  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer
+
+
 def build_app(city: City, *, clock: Callable[[], float] = time.time, web_port: Optional[int] = None,
               data_dir: Optional[Path] = None, web_enabled: bool = True) -> faust.App:
     """A configured app with its agents, tables, timers and metrics registered (see :mod:`stream.agents`)."""
@@ -83,5 +111,6 @@ def build_app(city: City, *, clock: Callable[[], float] = time.time, web_port: O
         key_serializer="json",  # tables: JSON keys and values in the changelogs (read by `nonsite report`)
         value_serializer="json",
     )
+    shorten_fetch_wait()
     register(app, city, clock)
     return app

@@ -15,10 +15,11 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any, MutableMapping, Optional
+from typing import Any, Callable, Mapping, MutableMapping, Optional, Sequence
 
 from nonsite.config import City
 from stream import casefile
@@ -31,10 +32,14 @@ from stream.intake import Envelope, Fields
 from stream.journal import Journal, View
 from stream.offences import offender_keys, prior_offences, record_offence
 from stream.records import (Alert, CameraStatus, CaseEvent, DeadLetter, Detection, Evidence, Feedback, Incident,
-                            Task, to_epoch, to_iso)
+                            Task)
+from stream.records import to_epoch as _to_epoch, to_iso as _to_iso
 from stream.stats import bump, stats_key
 from stream.verify import REOPEN, SELF_CORRECT, VERIFY, Presence, observe_camera, observe_detection, verdict
 
+# pure conversions the engine repeats for every input (a batch sees the same moments again and again)
+to_iso = functools.lru_cache(maxsize=1 << 16)(_to_iso)
+to_epoch = functools.lru_cache(maxsize=1 << 16)(_to_epoch)
 FEEDBACK_STATES = {"accept": ACCEPTED, "arrive": ARRIVED, "resolve": RESOLVED, "reject": REJECTED,
                    "reassign": DISPATCHED}
 STATE_COUNTERS = {REOPENED: "reopened", REJECTED: "rejected_false_alarm", SELF_CORRECTED: "self_corrected",
@@ -61,9 +66,9 @@ class Tables:
     journal: Journal = field(repr=False, default=None)  # type: ignore[assignment]
 
     @classmethod
-    def over(cls, store: MutableMapping[str, Any]) -> "Tables":
-        """Views over one mapping: a Faust table in the worker, a dict in unit tests."""
-        journal = Journal(store)
+    def over(cls, store: MutableMapping[str, Any], reader: Optional[Mapping[str, Any]] = None) -> "Tables":
+        """Views over one mapping: a Faust table in the worker, a dict in unit tests (``reader``: see Journal)."""
+        journal = Journal(store, reader)
         return cls(**{name: View(journal, name) for name in cls.names()}, journal=journal)
 
     @classmethod
@@ -75,14 +80,40 @@ class Tables:
         return [f.name for f in fields(cls) if f.name != "journal"]
 
 
+SNAPSHOT_STATE = ("state", "officer_id", "task_id", "reopen_count")  # what a published snapshot must not skip
+
+
 @dataclass
 class Outputs:
+    """What to publish for one input, or for the inputs of one cases-topic message (a batch).
+
+    ``incidents`` holds the latest snapshot per incident.  Repeats of one incident within a batch
+    share a snapshot; a snapshot showing a state (``SNAPSHOT_STATE``) that a later input of the batch
+    moved on from is kept in ``earlier`` and published first, so every state change has its snapshot.
+    """
+
     incidents: dict[str, Fields] = field(default_factory=dict)  # latest Incident snapshot per incident
     tasks: list[Task] = field(default_factory=list)
     case_events: list[CaseEvent] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    skipped: bool = False
+    earlier: list[Fields] = field(default_factory=list)  # superseded state snapshots of this batch, in order
+    skipped: int = 0  # inputs skipped as already applied
+    inputs: int = 0  # inputs seen so far (snapshot boundaries)
+    _snapshot_input: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def snapshot(self, snapshot: Fields) -> None:
+        incident_id = snapshot["incident_id"]
+        pending = self.incidents.get(incident_id)
+        if (pending is not None and self._snapshot_input[incident_id] != self.inputs
+                and any(pending[name] != snapshot[name] for name in SNAPSHOT_STATE)):
+            self.earlier.append(pending)
+        self.incidents[incident_id] = snapshot
+        self._snapshot_input[incident_id] = self.inputs
+
+    def snapshots(self) -> list[Fields]:
+        """Every snapshot to publish, oldest first."""
+        return self.earlier + list(self.incidents.values())
 
 
 @dataclass
@@ -106,6 +137,13 @@ class Case:
     @property
     def id(self) -> str:
         return self.file.incident_id
+
+    def copy(self) -> "Case":
+        """As independent as ``from_dict(to_dict())``: file and presence are immutable, lists are replaced."""
+        return Case(incident=dict(self.incident), file=self.file, presence=self.presence, district=self.district,
+                    filed_at=self.filed_at, deadline=self.deadline, best_confidence=self.best_confidence,
+                    attempt=self.attempt, accept_by=self.accept_by, resolved_at=self.resolved_at, task=self.task,
+                    offender_keys=self.offender_keys, queued=self.queued)
 
     def to_dict(self) -> dict[str, Any]:
         return {"incident": self.incident, "file": self.file.to_dict(), "presence": self.presence.to_dict(),
@@ -134,6 +172,9 @@ class Engine:
         self.map = city_map or CityMap.build(city)
         self.settings = city.stream
         self.timezone = city.system.city.timezone
+        # cases saved in the current unit, written to ``cases`` once at its end: a batch repeating one
+        # incident converts it from and to its stored form once, not per input
+        self._saved: dict[str, Case] = {}
 
     # ------------------------------------------------------------------ entry point
     def position(self, partition: int) -> Optional[int]:
@@ -156,47 +197,95 @@ class Engine:
             self.tables.journal.commit()
         return out
 
+    def handle_batch(self, envs: Sequence[Envelope], at: tuple[int, int], commit: bool = True) -> Outputs:
+        """Apply the inputs of the cases-topic message at ``at`` = (partition, offset) as one unit.
+
+        The journal unit is the message (``@cases|partition|offset``): its writes are buffered and sent
+        together, each key once, the message's position last.  Redone after a crash, the message holds
+        the same inputs and starts from the same state (keys it stamped read as ``value_before``), so it
+        recomputes the same writes and outputs.  Inputs already applied by an earlier message (intake
+        forwards again what it read before a crash) are skipped by their source markers.
+        """
+        journal = self.tables.journal
+        journal.begin(f"@cases|{at[0]}|{at[1]}")
+        out = Outputs()
+        try:
+            for env in envs:
+                self._apply(env, out, journal.read, batch=True)
+                out.inputs += 1
+            self._write_saved()
+        except Exception:
+            self._abort()
+            raise
+        journal.write_last(f"{self.tables.source_offsets.prefix}@cases|{at[0]}", at[1])
+        if commit:
+            journal.commit()
+        return out
+
     def _handle(self, env: Envelope) -> Outputs:
         journal = self.tables.journal
         if env.kind == "tick":
-            now = to_epoch(env.payload["now"])
-            marker, position = f"{env.district}|clock", now
             journal.begin(f"{env.district}|tick|{env.payload['now']}")
         else:
-            marker, position = f"{env.district}|{env.stream}", env.offset
-            journal.begin(f"{marker}|{env.offset}")
+            journal.begin(f"{env.district}|{env.stream}|{env.offset}")
         out = Outputs()
-        last = journal.latest(f"{self.tables.source_offsets.prefix}{marker}")
-        if last is not None and position <= last:
-            journal.abort()
-            out.skipped = True
-            return out
         try:
-            if env.kind == "tick":
-                self._on_tick(env, position, out)
-            elif env.kind == "detections":
-                self._on_detection(env, Fields(env.payload), out)
-            elif env.kind == "camera_status":
-                self._on_camera_status(env, Fields(env.payload), out)
-            elif env.kind == "feedback":
-                self._on_feedback(env, Fields(env.payload), out)
+            if not self._apply(env, out, journal.latest):
+                self._abort()
         except Exception:
-            journal.abort()
+            self._abort()
             raise
-        self.tables.source_offsets[marker] = position  # the marker is written last (with the position)
         return out
+
+    def _abort(self) -> None:
+        self._saved.clear()
+        self.tables.journal.abort()
+
+    def _write_saved(self) -> None:
+        for incident_id, case in self._saved.items():
+            self.tables.cases[incident_id] = case.to_dict()
+        self._saved.clear()
+
+    def _apply(self, env: Envelope, out: Outputs, marker_of: Callable[[str], Any], batch: bool = False) -> bool:
+        """Apply one input unless its source marker (read with ``marker_of``) says it was applied."""
+        if env.kind == "tick":
+            marker, position = f"{env.district}|clock", to_epoch(env.payload["now"])
+        else:
+            marker, position = f"{env.district}|{env.stream}", env.offset
+        last = marker_of(f"{self.tables.source_offsets.prefix}{marker}")
+        if last is not None and position <= last:
+            out.skipped += 1
+            return False
+        if env.kind == "tick":
+            self._on_tick(env, position, out)
+        elif env.kind == "detections":
+            self._on_detection(env, Fields(env.payload), out)
+        elif env.kind == "camera_status":
+            self._on_camera_status(env, Fields(env.payload), out)
+        elif env.kind == "feedback":
+            self._on_feedback(env, Fields(env.payload), out)
+        if not batch:
+            self._write_saved()
+        self.tables.source_offsets[marker] = position  # the marker is written last (with the position)
+        return True
 
     def commit(self) -> None:
         self.tables.journal.commit()
 
     # ------------------------------------------------------------------ state access
     def load(self, incident_id: Optional[str]) -> Optional[Case]:
-        data = self.tables.cases.get(incident_id) if incident_id else None
+        """A copy of the case: changes count once :meth:`save` d."""
+        if not incident_id:
+            return None
+        saved = self._saved.get(incident_id)
+        if saved is not None:
+            return saved.copy()
+        data = self.tables.cases.get(incident_id)
         return Case.from_dict(data) if data else None
 
     def save(self, case: Case, out: Outputs) -> None:
-        self.tables.cases[case.id] = case.to_dict()
-        out.incidents[case.id] = self.snapshot(case)
+        self._saved[case.id] = case.copy()
+        out.snapshot(self.snapshot(case))
 
     def snapshot(self, case: Case) -> Fields:
         """The Incident record (all its fields, JSON-ready) as published on the incidents topic."""

@@ -8,6 +8,11 @@ comes again.  An input whose marker did not land is processed again, and a key a
 its id is read as ``value_before``: the engine recomputes the input from exactly the state it first
 saw, producing the same writes and the same output ids.
 
+The unit need not be a single input: the worker applies all inputs of one cases-topic message as one
+unit (id ``@cases|partition|offset``, marker: that position).  A message never changes, so a unit
+redone after a crash holds the same inputs and recomputes the same writes; each key is written once
+per unit, whatever number of its inputs touched it.
+
 Example::
 
     >>> store = {}
@@ -24,14 +29,18 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, MutableMapping, Optional
+from typing import Any, Iterator, Mapping, MutableMapping, Optional
 
 _DELETED = object()
 
 
 class Journal:
-    def __init__(self, store: MutableMapping[str, Any]):
+    """``store`` takes the writes; ``reader`` (default: ``store``) answers reads, e.g. a Faust table's
+    own store, which skips the sensor call Faust makes on every table get."""
+
+    def __init__(self, store: MutableMapping[str, Any], reader: Optional[Mapping[str, Any]] = None):
         self.store = store
+        self.reader = store if reader is None else reader
         self.input_id: Optional[str] = None
         self.pending: dict[str, Any] = {}
 
@@ -46,7 +55,7 @@ class Journal:
 
     def _before(self, full_key: str) -> Any:
         """The value as it was before the current input."""
-        record = self.store.get(full_key)
+        record = self.reader.get(full_key)
         if record is None:
             return None
         return record[1] if self.input_id is not None and record[2] == self.input_id else record[0]
@@ -56,11 +65,16 @@ class Journal:
         if full_key in self.pending:
             value = self.pending[full_key]
             return None if value is _DELETED else value
-        record = self.store.get(full_key)
+        record = self.reader.get(full_key)
         return None if record is None else record[0]
 
     def write(self, full_key: str, value: Any) -> None:
         self.pending[full_key] = _DELETED if value is None else value
+
+    def write_last(self, full_key: str, value: Any) -> None:
+        """Write ``full_key`` after every other buffered write (the completion marker of a unit)."""
+        self.pending.pop(full_key, None)
+        self.write(full_key, value)
 
     def commit(self) -> int:
         """Write the buffered values in order; returns how many keys were written."""

@@ -38,11 +38,12 @@ class StreamMetrics:
     def count_outputs(self, out: Outputs, counters: dict) -> None:
         """``counters``: topic role -> the ``messages_out`` child of that topic."""
         if out.skipped:
-            self.duplicates.inc()
-        for role, items in (("incidents", out.incidents), ("tasks", out.tasks), ("case_events", out.case_events),
-                            ("alerts", out.alerts), ("dead_letter", out.dead_letters)):
-            if items:
-                counters[role].inc(len(items))
+            self.duplicates.inc(out.skipped)
+        for role, count in (("incidents", len(out.incidents) + len(out.earlier)), ("tasks", len(out.tasks)),
+                            ("case_events", len(out.case_events)), ("alerts", len(out.alerts)),
+                            ("dead_letter", len(out.dead_letters))):
+            if count:
+                counters[role].inc(count)
         for event in out.case_events:
             if not event.applied:
                 self.refused.inc()

@@ -25,6 +25,11 @@ class Spot:
     present: bool
     at: float  # when the camera last said so
     violations: tuple[str, ...] = ()
+    since: Optional[float] = None  # when ``present`` took its current value (None: at ``at``)
+
+    @property
+    def changed_at(self) -> float:
+        return self.at if self.since is None else self.since
 
 
 @dataclass(frozen=True)
@@ -41,19 +46,23 @@ class Presence:
     def absent_since(self) -> Optional[float]:
         if not self.spots or self.present:
             return None
-        return max(s.at for s in self.spots.values())
+        return max(s.changed_at for s in self.spots.values())  # repeated "still absent" does not move it
 
     def to_dict(self) -> dict:
-        return {"spots": {k: [s.present, s.at, list(s.violations)] for k, s in self.spots.items()},
+        return {"spots": {k: [s.present, s.at, list(s.violations), s.changed_at] for k, s in self.spots.items()},
                 "last_present_at": self.last_present_at, "last_observed_at": self.last_observed_at}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Presence":
-        spots = {k: Spot(bool(v[0]), float(v[1]), tuple(v[2])) for k, v in data.get("spots", {}).items()}
+        spots = {k: Spot(bool(v[0]), float(v[1]), tuple(v[2]), float(v[3]) if len(v) > 3 else None)
+                 for k, v in data.get("spots", {}).items()}
         return cls(spots, data.get("last_present_at"), data.get("last_observed_at"))
 
 
 def _with_spot(p: Presence, name: str, spot: Spot) -> Presence:
+    old = p.spots.get(name)
+    if old is not None and old.present == spot.present:
+        spot = replace(spot, since=old.changed_at)
     spots = dict(p.spots)
     spots[name] = spot
     present_at = spot.at if spot.present else p.last_present_at
@@ -67,12 +76,13 @@ def observe_detection(p: Presence, name: str, violation_id: str, kind: str, at: 
     old = p.spots.get(name)
     if old is not None and at < old.at:  # out of order: an older observation changes nothing
         return p
-    active = set(old.violations) if old else set()
+    active = old.violations if old else ()  # sorted, no repeats
     if kind == "end":
-        active.discard(violation_id)
-    else:
-        active.add(violation_id)
-    return _with_spot(p, name, Spot(bool(active), at, tuple(sorted(active))))
+        if violation_id in active:
+            active = tuple(v for v in active if v != violation_id)
+    elif violation_id not in active:
+        active = tuple(sorted(active + (violation_id,)))
+    return _with_spot(p, name, Spot(bool(active), at, active))
 
 
 def observe_camera(p: Presence, name: str, present: bool, at: float) -> Presence:

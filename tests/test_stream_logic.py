@@ -141,6 +141,18 @@ def test_camera_decides_verify_reopen_self_correction():
     assert observe_camera(ended, "c/z", True, 110.0) == ended  # out-of-order observation ignored
 
 
+def test_repeated_absent_observations_do_not_postpone_verification():
+    """A camera re-checking every few seconds keeps saying "absent": the grace counts from the first."""
+    p = observe_detection(Presence(), "c/z", "v1", "start", 100.0)
+    for at in range(150, 200, 3):  # status every 3 s, grace 10 s
+        p = observe_camera(p, "c/z", False, float(at))
+    assert p.absent_since == 150.0
+    assert verdict(p, RESOLVED, 145.0, 198.0, 10) == VERIFY
+    assert Presence.from_dict(p.to_dict()) == p
+    back = observe_camera(p, "c/z", True, 199.0)
+    assert back.present and observe_camera(back, "c/z", False, 205.0).absent_since == 205.0
+
+
 # ------------------------------------------------------------------ first offence
 def test_prior_offences_by_location_plate_and_window():
     keys = offender_keys("cam", "z", plate="P1", shop_id="S1")
@@ -299,3 +311,117 @@ def test_journal_view_pop_and_items():
     assert view.pop("b") == 2 and "b" not in view
     journal.commit()
     assert dict(view.items()) == {"a": 1}
+
+
+@pytest.mark.parametrize("field, value", [
+    ("track_id", "7"), ("track_id", True), ("track_id", 1.5), ("confidence", "high"), ("confidence", False),
+    ("bbox", [0, "a", 1, 1]), ("bbox", "0,0,1,1"), ("evidence", [{"kind": "annotated"}]),
+    ("evidence", [{"kind": 3, "sha256": "f", "uri": "u"}]), ("evidence", {}), ("plate", 12), ("camera_id", None),
+    ("first_seen", "yesterday"),
+])
+def test_intake_validation_rejects_like_the_contract(city, field, value):
+    """The intake's fast field checks give the same verdict and message as Detection.from_json."""
+    data = {**json.loads(detection().to_json()), field: value}
+    with pytest.raises(Exception) as contract:
+        Detection.from_json(json.dumps(data))
+    letter = admit("detections", json.dumps(data).encode(), "nonsite.detections", 0, 1, city, CityMap.build(city))
+    assert isinstance(letter, DeadLetter) and letter.reason == str(contract.value)
+
+
+def test_intake_accepts_what_the_contract_accepts(city):
+    data = {**json.loads(detection().to_json()), "confidence": 1, "plate": None, "bbox": [0, 0.5, 1, 1.0]}
+    env = admit("detections", json.dumps(data).encode(), "nonsite.detections", 0, 1, city, CityMap.build(city))
+    assert isinstance(env, Envelope) and env.payload["confidence"] == 1
+    assert Detection.from_json(json.dumps(data)).confidence == 1
+
+
+def scripted_inputs(city):
+    """Detections at two cameras (starts, repeats, an end), officer feedback, a camera re-check and ticks."""
+    cmap = CityMap.build(city)
+    script = []
+    for step in range(6):
+        script.append(("detections", detection(kind="start" if step == 0 else "update", at=T0 + step * 5)))
+        script.append(("detections", detection(camera="cam-02", zone="z-side-walk", violation="w",
+                                               kind="start" if step == 0 else "update", at=T0 + step * 5 + 1)))
+    script.append(("detections", detection(camera="cam-02", zone="z-side-walk", violation="w", kind="end",
+                                           at=T0 + 40)))
+    first = Engine(city, Tables.in_memory(), cmap)
+    env = admit("detections", detection().to_json(), "detections", 0, 0, city, cmap)
+    incident_id = next(iter(first.handle(env).incidents))
+    for action in ("accept", "arrive", "resolve"):
+        script.append(("feedback", Feedback(feedback_id=action, incident_id=incident_id, action=action, actor="O101",
+                                            at=to_iso(T0 + 60), task_id=f"{incident_id}-t1")))
+    script.append(("camera_status", CameraStatus(event_id="s", camera_id="cam-01", state="online",
+                                                 observed_at=to_iso(T0 + 70), active=[])))
+    script.append(("tick", T0 + 70 + city.stream.verify_grace_s))
+    script.append(("detections", detection(kind="start", violation="again", at=T0 + 200)))
+    return script
+
+
+def envelopes(city, script):
+    cmap, offsets, out = CityMap.build(city), {}, []
+    for role, record in script:
+        if role == "tick":
+            out.append(Envelope("tick", "G01", "tick", -1, {"now": to_iso(record)}))
+            continue
+        offset = offsets[role] = offsets.get(role, -1) + 1
+        out.append(admit(role, record.to_json(), role, 0, offset, city, cmap))
+    return out
+
+
+@pytest.mark.parametrize("batch", [1, 3, 7, 100])
+def test_batches_give_the_outcome_of_one_input_at_a_time(city, batch):
+    """A cases-topic message of many inputs ends in the state, events, tasks and alerts of one-by-one."""
+    envs = envelopes(city, scripted_inputs(city))
+    single_store, batch_store = {}, {}
+    single, batched = Engine(city, Tables.over(single_store)), Engine(city, Tables.over(batch_store))
+    one = [single.handle(env) for env in envs]
+    many = [batched.handle_batch(envs[i:i + batch], at=(0, i)) for i in range(0, len(envs), batch)]
+    for name in ("case_events", "tasks", "alerts", "dead_letters"):
+        assert [x for o in many for x in getattr(o, name)] == [x for o in one for x in getattr(o, name)], name
+    latest = lambda outs: {s["incident_id"]: s for o in outs for s in o.snapshots()}  # noqa: E731
+    assert latest(many) == latest(one)
+    def states(outs):  # per incident, the states its snapshots show, in order, repeats folded
+        seen: dict = {}
+        for snapshot in (s for o in outs for s in o.snapshots()):
+            shown = seen.setdefault(snapshot["incident_id"], [])
+            if not shown or shown[-1] != snapshot["state"]:
+                shown.append(snapshot["state"])
+        return seen
+    assert states(many) == states(one)  # every state an input left a case in is published
+    values = lambda store: {k: v[0] for k, v in store.items() if not k.startswith("source_offsets|@cases")}  # noqa
+    assert values(batch_store) == values(single_store)
+    assert {e.to_state for o in one for e in o.case_events} >= {"CLOSED", "SELF_CORRECTED", "DISPATCHED"}
+
+
+class WriteLog(dict):
+    """A store that remembers the order of its writes (the order they reach the changelog)."""
+
+    def __init__(self):
+        super().__init__()
+        self.order: list = []
+
+    def __setitem__(self, key, value):
+        self.order.append(key)
+        super().__setitem__(key, value)
+
+
+def test_a_batch_redone_after_a_crash_recomputes_the_same_writes(city):
+    envs = envelopes(city, scripted_inputs(city))
+    store = WriteLog()
+    engine = Engine(city, Tables.over(store))
+    engine.handle_batch(envs[:10], at=(0, 0))
+    before = json.loads(json.dumps(store))
+    store.order.clear()
+    first = engine.handle_batch(envs[10:], at=(0, 1))
+    after = json.loads(json.dumps(store))
+    changed = list(store.order)
+    assert len(set(changed)) == len(changed)  # each key once per message
+    assert changed[-1] == "source_offsets|@cases|0"  # the message's position is written last
+    for landed in (1, len(changed) // 2, len(changed) - 1):  # a crash after some of the writes
+        half = dict(before)
+        half.update({k: after[k] for k in changed[:landed]})
+        redo = Engine(city, Tables.over(half)).handle_batch(envs[10:], at=(0, 1))
+        assert half == after
+        assert redo.case_events == first.case_events and redo.tasks == first.tasks
+        assert redo.snapshots() == first.snapshots()
