@@ -15,6 +15,7 @@ import argparse
 import csv
 import json
 import sys
+import time
 from datetime import date
 from pathlib import Path
 from typing import Optional
@@ -24,7 +25,7 @@ import structlog
 from nonsite.config import City
 
 log = structlog.get_logger("nonsite.stream")
-STATS_PREFIX = "daily_stats|"
+STATS_VIEW = "daily_stats"  # key prefix of the statistics rows in the state table
 
 
 def worker(args: argparse.Namespace, city: Optional[City]) -> int:
@@ -49,14 +50,21 @@ def worker(args: argparse.Namespace, city: Optional[City]) -> int:
 
 
 def read_stats(city: City, timeout_s: float = 30.0) -> dict[str, dict]:
-    """The statistics table: last value per key of its changelog (None values are deletions)."""
+    """The statistics rows of the running system (day|scenario|grid|officer|camera -> counters)."""
+    return read_table_view(city, STATS_VIEW, timeout_s)
+
+
+def read_table_view(city: City, view: str, timeout_s: float = 30.0) -> dict[str, dict]:
+    """One view (key prefix) of the worker's state table: the latest value per key of its changelog.
+
+    Tombstones and ``[None, …]`` values are deletions; a value is stored as [value, value before, input id].
+    """
     from kafka import KafkaConsumer, TopicPartition
 
+    from stream.agents import STATE_TABLE
     from stream.app import changelog_topic_name
 
-    from stream.agents import STATE_TABLE
-
-    topic = changelog_topic_name(city, STATE_TABLE)
+    topic, prefix = changelog_topic_name(city, STATE_TABLE), f"{view}|"
     consumer = KafkaConsumer(bootstrap_servers=city.kafka.bootstrap, enable_auto_commit=False, group_id=None,
                              client_id="nonsite-report")
     try:
@@ -68,7 +76,6 @@ def read_stats(city: City, timeout_s: float = 30.0) -> dict[str, dict]:
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)
         rows: dict[str, dict] = {}
-        import time
         deadline = time.monotonic() + timeout_s
         while any(consumer.position(tp) < ends[tp] for tp in tps):
             if time.monotonic() > deadline:
@@ -76,13 +83,13 @@ def read_stats(city: City, timeout_s: float = 30.0) -> dict[str, dict]:
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
                     key = json.loads(record.key)
-                    if not key.startswith(STATS_PREFIX):
+                    if not key.startswith(prefix):
                         continue
                     value = json.loads(record.value) if record.value is not None else None
                     if value is None or value[0] is None:
-                        rows.pop(key[len(STATS_PREFIX):], None)
+                        rows.pop(key[len(prefix):], None)
                     else:
-                        rows[key[len(STATS_PREFIX):]] = value[0]  # [value, value before, input id]
+                        rows[key[len(prefix):]] = value[0]
         return rows
     finally:
         consumer.close()

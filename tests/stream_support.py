@@ -16,7 +16,8 @@ import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from nonsite.config import ZONE_KINDS, City, load_city
-from stream.app import cases_topic_name, changelog_topic_name, create_topics, partition_for
+from stream.app import cases_topic_name, create_topics, partition_for
+from stream.cli import read_table_view
 from stream.intake import Envelope
 from stream.records import CameraStatus, CaseEvent, Detection, Evidence, Feedback, new_id, to_iso
 
@@ -174,26 +175,7 @@ def states_of(items: list[dict], incident_id: str) -> list[str]:
 
 def read_changelog(city: City, view: str) -> dict:
     """One view of the worker's state table, as its changelog in Kafka has it (latest value per key)."""
-    from stream.agents import STATE_TABLE
-
-    reader = Reader(city.kafka.bootstrap, changelog_topic_name(city, STATE_TABLE))
-    consumer, prefix = reader.consumer, f"{view}|"
-    rows: dict = {}
-    ends = consumer.end_offsets(reader.tps)
-    deadline = time.monotonic() + 30
-    while any(consumer.position(tp) < ends[tp] for tp in reader.tps) and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=200).values():
-            for record in records:
-                key = json.loads(record.key)
-                if not key.startswith(prefix):
-                    continue
-                value = json.loads(record.value) if record.value is not None else None
-                if value is None or value[0] is None:
-                    rows.pop(key[len(prefix):], None)
-                else:
-                    rows[key[len(prefix):]] = value[0]
-    reader.close()
-    return rows
+    return read_table_view(city, view)
 
 
 # ------------------------------------------------------------------ the worker process
