@@ -10,9 +10,10 @@ import os
 import socket
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NoReturn
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from nonsite.config import City, load_city
 from nonsite.kafka_local import LocalKafka, ensure_topics
@@ -47,10 +48,24 @@ def required_file(variable: str, default_name: str | None = None) -> Path:
     path = Path(value) if value else None
     if path is not None and path.exists():
         return path
-    message = f"set {variable} to {default_name or 'the file'} (see README 'Tests'); got {value!r}"
+    fail_or_skip(f"set {variable} to {default_name or 'the file'} (see README 'Prerequisites'); got {value!r}")
+
+
+def fail_or_skip(message: str) -> NoReturn:
+    """Something the test needs is missing: a failure under CI, a skip naming the remedy elsewhere."""
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
+
+
+def reader_from_beginning(bootstrap: str, topic: str) -> KafkaConsumer:
+    """A consumer assigned to every partition of ``topic``, at the beginning; the caller closes it."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                             auto_offset_reset="earliest")
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0])]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    return consumer
 
 
 @pytest.fixture(scope="session")

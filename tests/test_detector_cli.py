@@ -17,9 +17,8 @@ from pathlib import Path
 import cv2
 import pytest
 import yaml
-from kafka import KafkaConsumer, TopicPartition
 
-from conftest import PROJECT
+from conftest import PROJECT, reader_from_beginning
 from detector.samples import DOG_REGION, build_still_video
 from stream.records import CameraStatus, Detection
 
@@ -89,12 +88,8 @@ def test_detect_file_unknown_camera_is_one_line(tmp_path, weights_path, media_di
 
 
 def records(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[bytes]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                             auto_offset_reset="earliest")
+    consumer = reader_from_beginning(bootstrap, topic)
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0])]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
         values, quiet_since = [], time.monotonic()
         while time.monotonic() - quiet_since < idle_s:
             batch = consumer.poll(timeout_ms=500)

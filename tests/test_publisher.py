@@ -12,9 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
-from conftest import free_port_block
+from conftest import free_port_block, reader_from_beginning
 from detector import metrics
 from detector.publisher import EventPublisher
 from detector.spool import Spool, SpoolRecord
@@ -38,12 +37,8 @@ def status(camera_id: str, state: str = "online") -> CameraStatus:
 
 def consume(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[tuple[int, bytes, bytes]]:
     """Every record of ``topic`` from the beginning: (partition, key, value), in offset order per partition."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                             auto_offset_reset="earliest")
+    consumer = reader_from_beginning(bootstrap, topic)
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [0])]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
         records: list[tuple[int, bytes, bytes]] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

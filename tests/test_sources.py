@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import ultralytics
 
-from conftest import IN_CI, free_port_block
+from conftest import fail_or_skip, free_port_block
 from detector import metrics
 from detector.sources import (CameraReader, Frame, SourceError, iter_file_frames, redact, resolve_source,
                               source_kind)
@@ -56,10 +56,7 @@ def require_tool(name: str, package: str, why: str) -> str:
     path = shutil.which(name)
     if path:
         return path
-    message = f"{name} not found: apt-get install {package} ({why})"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    fail_or_skip(f"{name} not found: apt-get install {package} ({why})")
 
 
 @pytest.fixture(scope="session")
