@@ -10,9 +10,10 @@
 Both rates are measured the same way: inputs / (timestamp of the last output − timestamp of the
 first output), so start-up and group joins are excluded from both.  The worker's first output comes
 after its first batch, so its input count is reduced by a whole batch (``INTAKE_BATCH``), which can
-only understate its rate.  Prints both and the ratio.
+only understate its rate.  (a) and (b) run in turns, ``--rounds`` times, each round on fresh topics
+with the same detections; it prints every round, then the medians of both and their ratio.
 
-    .venv/bin/python bench/stream_bench.py --detections 20000
+    .venv/bin/python bench/stream_bench.py --detections 100000 --rounds 3
     (uses $NONSITE_KAFKA_BOOTSTRAP, or starts a local Kafka in a temp dir)
 """
 from __future__ import annotations
@@ -22,12 +23,15 @@ import asyncio
 import json
 import os
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
@@ -36,7 +40,7 @@ sys.path.insert(0, str(PROJECT))
 
 from nonsite.config import City, load_city  # noqa: E402
 from nonsite.kafka_local import LocalKafka, ensure_topics  # noqa: E402
-from stream.agents import INTAKE_BATCH  # noqa: E402
+from stream.intake_consumer import INTAKE_BATCH  # noqa: E402
 from stream.app import create_topics  # noqa: E402
 from stream.records import Detection, Evidence, to_iso  # noqa: E402
 
@@ -158,17 +162,20 @@ async def raw_pass_through(bootstrap: str, source: str, sink: str, count: int) -
         await producer.stop()
 
 
-def run_worker(city: City, tmp: Path, expected: int, timeout: float) -> tuple[int, float]:
+def run_worker(city: City, tmp: Path, expected: int, timeout: float,
+               profile: Optional[str] = None) -> tuple[int, float]:
     env = dict(os.environ, NONSITE_KAFKA_BOOTSTRAP=city.kafka.bootstrap)
     log = open(tmp / "worker.log", "wb")
     command = [sys.executable, "-m", "nonsite.cli", "--config", str(city.root), "--log-level", "WARNING", "worker",
                "--web-port", str(_free_port()), "--data-dir", str(tmp / "worker")]
+    if profile:  # py-spy (pip install py-spy) samples the worker; its collapsed stacks go to ``profile``
+        command = ["py-spy", "record", "--gil", "--format", "raw", "--rate", "200", "--output", profile, "--"] + command
     worker = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
         return merged_span(city.kafka.bootstrap, city.kafka.topics.incidents, expected, timeout)
     finally:
-        worker.terminate()
+        os.killpg(worker.pid, signal.SIGINT if profile else signal.SIGTERM)  # py-spy writes its file on SIGINT
         worker.wait(timeout=60)
 
 
@@ -179,10 +186,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def one_round(tmp: Path, bootstrap: str, detections_wanted: int, args: argparse.Namespace) -> dict:
+    """(a) then (b) on the same detections, in fresh topics; rates in inputs per second."""
+    city = bench_city(tmp)
+    create_topics(city)
+    detections = make_detections(city, detections_wanted)
+    count = len(detections)
+    produce(bootstrap, city.kafka.topics.detections, detections)
+    raw_sink = f"{city.kafka.topics.detections}.raw-out"
+    ensure_topics(bootstrap, [raw_sink], city.kafka.partitions, 1)
+    asyncio.run(raw_pass_through(bootstrap, city.kafka.topics.detections, raw_sink, count))
+    _, raw_span = output_span(bootstrap, raw_sink, count, args.timeout)
+    snapshots, worker_span = run_worker(city, tmp, count, args.timeout, args.profile)
+    counted = max(count - INTAKE_BATCH, 1)  # the first batch is done before the first output
+    return {"count": count, "counted": counted, "raw_span": raw_span, "worker_span": worker_span,
+            "raw": count / raw_span, "worker": counted / worker_span, "snapshots": snapshots,
+            "cameras": len(city.cameras), "partitions": city.kafka.partitions}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--detections", type=int, default=20_000)
+    parser.add_argument("--detections", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3, help="(a) and (b) in turns; the medians are compared")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--profile", metavar="FILE", help="run the worker under py-spy, collapsed stacks to FILE")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="nonsite-stream-bench-"))
     cluster = None
@@ -192,23 +219,20 @@ def main() -> int:
             cluster = LocalKafka(tmp / "kafka", nodes=1, base_port=_free_port_pair())
             bootstrap = cluster.start()
             os.environ["NONSITE_KAFKA_BOOTSTRAP"] = bootstrap
-        city = bench_city(tmp)
-        create_topics(city)
-        detections = make_detections(city, args.detections)
-        count = len(detections)
-        produce(bootstrap, city.kafka.topics.detections, detections)
-        raw_sink = f"{city.kafka.topics.detections}.raw-out"
-        ensure_topics(bootstrap, [raw_sink], city.kafka.partitions, 1)
-        asyncio.run(raw_pass_through(bootstrap, city.kafka.topics.detections, raw_sink, count))
-        _, raw_span = output_span(bootstrap, raw_sink, count, args.timeout)
-        snapshots, worker_span = run_worker(city, tmp, count, args.timeout)
-        counted = max(count - INTAKE_BATCH, 1)  # the first batch is done before the first output
-        raw_rate, worker_rate = count / raw_span, counted / worker_span
-        print(f"detections: {count} ({count // VIOLATION_LENGTH} violations, {len(city.cameras)} cameras, "
-              f"{city.kafka.partitions} partitions)")
-        print(f"(a) raw aiokafka consume + produce 1:1 : {raw_rate:10.0f} msg/s  ({count} in {raw_span:.2f} s)")
-        print(f"(b) nonsite worker dedup + dispatch    : {worker_rate:10.0f} detections/s  ({counted} in "
-              f"{worker_span:.2f} s; {snapshots} incident snapshots)")
+        rounds = []
+        for number in range(1, args.rounds + 1):
+            r = one_round(tmp / f"round{number}", bootstrap, args.detections, args)
+            rounds.append(r)
+            print(f"round {number}: (a) {r['raw']:8.0f} msg/s ({r['count']} in {r['raw_span']:.2f} s)   "
+                  f"(b) {r['worker']:8.0f} detections/s ({r['counted']} in {r['worker_span']:.2f} s, "
+                  f"{r['snapshots']} incident snapshots)   {r['worker'] / r['raw']:6.1%}", flush=True)
+        raw_rate = statistics.median(r["raw"] for r in rounds)
+        worker_rate = statistics.median(r["worker"] for r in rounds)
+        first = rounds[0]
+        print(f"detections: {first['count']} ({first['count'] // VIOLATION_LENGTH} violations, {first['cameras']} "
+              f"cameras, {first['partitions']} partitions), {len(rounds)} rounds, medians:")
+        print(f"(a) raw aiokafka consume + produce 1:1 : {raw_rate:10.0f} msg/s")
+        print(f"(b) nonsite worker dedup + dispatch    : {worker_rate:10.0f} detections/s")
         print(f"ratio (b)/(a)                          : {worker_rate / raw_rate:10.1%}")
         print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (other processes share the CPU)")
         print(f"goal: >= 5000 detections/s and >= 50% of raw -> "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 from datetime import time as dtime
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -330,11 +331,19 @@ class City(BaseModel):
     def web(self) -> WebSettings:
         return self.system.web
 
+    @cached_property
+    def cameras_by_id(self) -> dict[str, Camera]:
+        return {c.id: c for c in self.cameras}
+
+    @cached_property
+    def scenarios_by_id(self) -> dict[str, Scenario]:
+        return {s.id: s for s in self.scenarios}
+
     def camera(self, camera_id: str) -> Optional[Camera]:
-        return next((c for c in self.cameras if c.id == camera_id), None)
+        return self.cameras_by_id.get(camera_id)
 
     def scenario(self, scenario_id: str) -> Optional[Scenario]:
-        return next((s for s in self.scenarios if s.id == scenario_id), None)
+        return self.scenarios_by_id.get(scenario_id)
 
     def officers_of(self, grid_id: str) -> list[Officer]:
         return [o for o in self.officers if o.grid == grid_id]

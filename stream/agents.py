@@ -1,9 +1,8 @@
 """The agents, one per concern, and the tables they fill.
 
-* ``intake-detections``, ``intake-camera-status``, ``intake-feedback``: validate each raw message
-  (bad ones to the dead-letter topic) and route it, keyed by district, to the internal cases topic;
-  inputs are taken in batches (up to ``INTAKE_BATCH``, waiting at most ``INTAKE_WITHIN_S``) and the
-  inputs of one district in a batch travel in one cases-topic message (:func:`stream.intake.pack`);
+* intake (not an agent: a batching aiokafka consumer run as a service of this worker, see
+  :mod:`stream.intake_consumer`): validates every input message (bad ones to the dead-letter topic)
+  and routes it, keyed by district, to the internal cases topic, one message per district per poll;
 * ``cases``: the case engine (:mod:`stream.engine`) over the cases topic — dedup, dispatch,
   disposal, camera verification, first offences and statistics — publishing incidents, tasks,
   case events and alerts.  Its state is one changelog-backed table, ``case_state``, holding named
@@ -15,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Callable, Mapping
 
 import faust
@@ -25,16 +23,16 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 import structlog
 
 from nonsite.config import City
-from stream.app import cases_topic_name, partition_for
+from stream.app import cases_topic_name, changelog_topic_name, partition_for
+from stream import codec
 from stream.dedup import CityMap
 from stream.engine import Engine, Outputs, Tables
-from stream.intake import Envelope, admit, pack, unpack
+from stream.intake import Envelope, unpack
+from stream.intake_consumer import Intake
 from stream.metrics import StreamMetrics
-from stream.records import DeadLetter, to_iso
+from stream.records import to_iso
 
 STATE_TABLE = "case_state"  # every view of stream.engine.Tables, see stream.journal
-INTAKE_BATCH = 500  # inputs per intake batch, at most (Faust's default poll size)
-INTAKE_WITHIN_S = 0.02  # the longest an input waits for its batch to fill
 log = structlog.get_logger("nonsite.stream")
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -62,11 +60,44 @@ def make_flush_complete(buffer) -> None:
 def store_reader(table: faust.Table) -> Mapping[str, Any]:
     """What the table's reads go to, without Faust's sensor call on every get (a hot-path cost).
 
-    Writes still go through the table (changelog, sensors).  With the memory store, the plain dict.
+    With the memory store, the plain dict.
     """
     store = table.data
     data = getattr(store, "data", None)
     return data if isinstance(data, dict) else store
+
+
+class ChangelogStore:
+    """The journal's store: the Faust table's own store, with the changelog records sent by the agent.
+
+    Faust's per-key path (``Table.__setitem__`` → ``send_soon`` → producer buffer, with sensor and
+    callback on every write) cost more than the case engine itself.  A unit's writes are few and
+    arrive together (:meth:`stream.journal.Journal.commit`), so the agent sends them straight to the
+    producer (:meth:`send_pending`), in order, to the changelog partition of the cases message being
+    applied, which is where Faust would have put them.  The records are the ones Faust writes
+    (JSON key, JSON value), so Faust's table recovery and ``nonsite report`` read them unchanged; the
+    consumer flushes the producer before it commits offsets, as for Faust's own changelog writes.
+    """
+
+    def __init__(self, table: faust.Table, changelog_topic: str):
+        self.store = table.data
+        self.changelog_topic = changelog_topic
+        self.pending: list[tuple[str, Any]] = []
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.store.get(key, default)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.store[key] = value
+        self.pending.append((key, value))
+
+    def items(self) -> Any:
+        return self.store.items()
+
+    async def send_pending(self, producer: Any, partition: int) -> None:
+        pending, self.pending = self.pending, []
+        for key, value in pending:
+            await producer.send(self.changelog_topic, codec.encode(key), codec.encode(value), partition, None, None)
 
 
 async def read_range(city: City, topic: str, partition: int, first: int, end: int) -> list[tuple[int, bytes]]:
@@ -93,7 +124,7 @@ async def read_range(city: City, topic: str, partition: int, first: int, end: in
         await consumer.stop()
 
 
-def register(app: faust.App, city: City, clock: Callable[[], float]) -> None:
+def register(app: faust.App, city: City, clock: Callable[[], float], instance: str = "") -> None:
     names = city.kafka.topics
     partitions = city.kafka.partitions
     city_map = CityMap.build(city)
@@ -103,11 +134,11 @@ def register(app: faust.App, city: City, clock: Callable[[], float]) -> None:
     if app.conf.web_enabled:
         setup_prometheus_sensors(app, pattern="/metrics", registry=registry)
 
-    topic = {role: app.topic(name, partitions=partitions, **RAW) for role, name in names.all().items()}
     cases = app.topic(cases_topic_name(city), partitions=partitions, **RAW)
     make_flush_complete(app.producer.buffer)
     state = app.Table(STATE_TABLE, default=None, partitions=partitions)
-    tables = Tables.over(state, reader=store_reader(state))
+    changelog = ChangelogStore(state, changelog_topic_name(city, STATE_TABLE))
+    tables = Tables.over(changelog, reader=store_reader(state))
     app.stream_tables = tables  # type: ignore[attr-defined]
     engine = Engine(city, tables, city_map)
 
@@ -115,58 +146,37 @@ def register(app: faust.App, city: City, clock: Callable[[], float]) -> None:
         await cases.send(key=env.district.encode(), value=env.to_bytes(),
                          partition=partition_for(env.district, partitions))
 
-    async def to_dead_letter(letter: DeadLetter) -> None:
-        await topic["dead_letter"].send(key=letter.topic.encode(), value=letter.to_json())
-        metrics.dead_letters.labels(source_topic=letter.topic).inc()
-        metrics.messages_out.labels(topic=names.dead_letter).inc()
-
-    def intake_agent(role: str) -> None:
-        source = topic[role]
-
-        async def intake(stream: faust.StreamT) -> None:
-            counter = metrics.messages_in.labels(topic=source.get_topic_name())
-            # take_events acks a batch's events only after this loop body has sent its messages
-            async for events in stream.take_events(INTAKE_BATCH, within=INTAKE_WITHIN_S):
-                counter.inc(len(events))
-                by_district: dict[str, list[Envelope]] = {}
-                for event in events:
-                    message = event.message
-                    result = admit(role, event.value, message.topic, message.partition, message.offset, city,
-                                   city_map)
-                    if isinstance(result, DeadLetter):
-                        await to_dead_letter(result)
-                    else:
-                        by_district.setdefault(result.district, []).append(result)
-                for district, envs in by_district.items():
-                    for value in pack(envs):
-                        await cases.send(key=district.encode(), value=value,
-                                         partition=partition_for(district, partitions))
-
-        app.agent(source, name=f"intake-{role.replace('_', '-')}")(intake)
-
-    for role in ("detections", "camera_status", "feedback"):
-        intake_agent(role)
+    intake = Intake(city, metrics, city_map, instance=instance)
+    app.service(intake)
 
     out_counters = {role: metrics.messages_out.labels(topic=name) for role, name in names.all().items()}
 
     async def publish(out: Outputs) -> None:
+        # straight to the producer, not through faust.Topic.send (channel, future message and sensor
+        # calls for every message): these are most of what the worker sends.  The consumer still
+        # flushes this producer before it commits offsets.
+        send = app.producer.send
         for incident in out.snapshots():
-            await topic["incidents"].send(key=incident["incident_id"].encode(), value=json.dumps(
-                incident, ensure_ascii=False, separators=(",", ":")).encode())
+            await send(names.incidents, incident["incident_id"].encode(), codec.encode(incident), None, None, None)
         for task in out.tasks:
-            await topic["tasks"].send(key=task.incident_id.encode(), value=task.to_json())
+            await send(names.tasks, task.incident_id.encode(), task.to_json(), None, None, None)
         for event in out.case_events:
-            await topic["case_events"].send(key=event.incident_id.encode(), value=event.to_json())
+            await send(names.case_events, event.incident_id.encode(), event.to_json(), None, None, None)
         for alert in out.alerts:
-            await topic["alerts"].send(key=(alert.incident_id or alert.alert_id).encode(), value=alert.to_json())
+            await send(names.alerts, (alert.incident_id or alert.alert_id).encode(), alert.to_json(), None, None,
+                       None)
         for letter in out.dead_letters:
-            await topic["dead_letter"].send(key=letter.topic.encode(), value=letter.to_json())
+            await send(names.dead_letter, letter.topic.encode(), letter.to_json(), None, None, None)
         metrics.count_outputs(out, out_counters)
 
     async def apply(partition: int, offset: int, value: bytes) -> None:
+        redo_reads = tables.journal.redo_reads
         out = engine.handle_batch(unpack(value), at=(partition, offset), commit=False)
+        if tables.journal.redo_reads != redo_reads:
+            metrics.redone.inc()
         await publish(out)
         engine.commit()  # state after outputs: a crash between them re-does the message
+        await changelog.send_pending(app.producer, partition)
 
     @app.agent(cases, name="cases")
     async def run_cases(stream: faust.StreamT) -> None:
@@ -176,7 +186,8 @@ def register(app: faust.App, city: City, clock: Callable[[], float]) -> None:
             message = event.message
             last = engine.position(message.partition)
             if last is not None and message.offset <= last:
-                continue  # delivered again: already applied
+                metrics.duplicates.inc(len(unpack(event.value)))  # delivered again: already applied
+                continue
             if last is not None and message.offset > last + 1:
                 # The consumer skipped messages (seen with faust-streaming 0.15.3 after a restart:
                 # it resumed past offsets whose state never reached the changelog). Read them here.
@@ -200,6 +211,8 @@ def register(app: faust.App, city: City, clock: Callable[[], float]) -> None:
         for tp, end in dict(getattr(monitor, "tp_end_offsets", None) or {}).items():
             read = (getattr(monitor, "tp_read_offsets", None) or {}).get(tp, -1)
             metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, end - read - 1))
+        for (name, partition), lag in (await intake.lag()).items():
+            metrics.consumer_lag.labels(topic=name, partition=str(partition)).set(lag)
         counts: dict[tuple[str, str], int] = {}
         for district in city_map.districts:
             for incident_id in tables.open_cases.get(district) or []:

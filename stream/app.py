@@ -112,5 +112,5 @@ def build_app(city: City, *, clock: Callable[[], float] = time.time, web_port: O
         value_serializer="json",
     )
     shorten_fetch_wait()
-    register(app, city, clock)
+    register(app, city, clock, instance=instance_id)
     return app

@@ -50,6 +50,7 @@ class CityMap:
     district_of_camera: dict[str, str]
     neighbours: dict[str, tuple[str, ...]]  # spot -> spots of other cameras within the radius
     districts: tuple[str, ...]
+    scenarios: frozenset[str] = frozenset()  # the scenario ids of the city
 
     @classmethod
     def build(cls, city: City) -> "CityMap":
@@ -89,7 +90,8 @@ class CityMap:
         district_of_camera = {c.id: "+".join(sorted(grids_of_root[root(c.id)])) for c in city.cameras}
         return cls(district_of_camera=district_of_camera,
                    neighbours={k: tuple(v) for k, v in neighbours.items()},
-                   districts=tuple(sorted(set(district_of_camera.values()))))
+                   districts=tuple(sorted(set(district_of_camera.values()))),
+                   scenarios=frozenset(s.id for s in city.scenarios))
 
 
 def district_of_incident(incident_id: str) -> str:

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, MutableMapping, Optional, Sequence
 
 from nonsite.config import City
-from stream import casefile
+from stream import casefile, codec
 from stream.casefile import (ACCEPTED, ARRIVED, CLOSED, DETECTED, DISPATCHED, ESCALATED, REJECTED, REOPENED,
                              RESOLVED, SELF_CORRECTED, VERIFIED, CaseFile)
 from stream.deadletter import dead_letter
@@ -31,7 +30,7 @@ from stream.dispatch import accept_by, choose_officer, deadline_of, on_duty_offi
 from stream.intake import Envelope, Fields
 from stream.journal import Journal, View
 from stream.offences import offender_keys, prior_offences, record_offence
-from stream.records import (Alert, CameraStatus, CaseEvent, DeadLetter, Detection, Evidence, Feedback, Incident,
+from stream.records import (Alert, CameraStatus, CaseEvent, DeadLetter, Detection, Feedback, Incident,
                             Task)
 from stream.records import to_epoch as _to_epoch, to_iso as _to_iso
 from stream.stats import bump, stats_key
@@ -80,19 +79,17 @@ class Tables:
         return [f.name for f in fields(cls) if f.name != "journal"]
 
 
-SNAPSHOT_STATE = ("state", "officer_id", "task_id", "reopen_count")  # what a published snapshot must not skip
-
-
 @dataclass
 class Outputs:
     """What to publish for one input, or for the inputs of one cases-topic message (a batch).
 
     ``incidents`` holds the latest snapshot per incident.  Repeats of one incident within a batch
-    share a snapshot; a snapshot showing a state (``SNAPSHOT_STATE``) that a later input of the batch
-    moved on from is kept in ``earlier`` and published first, so every state change has its snapshot.
+    share a snapshot; a snapshot showing a state (state, officer, task, reopen count) that a later
+    input of the batch moved on from is kept in ``earlier`` and published first, so every state
+    change has its snapshot.
+    Snapshots are built when asked for: a batch saves a case many times and publishes it once.
     """
 
-    incidents: dict[str, Fields] = field(default_factory=dict)  # latest Incident snapshot per incident
     tasks: list[Task] = field(default_factory=list)
     case_events: list[CaseEvent] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
@@ -100,20 +97,39 @@ class Outputs:
     earlier: list[Fields] = field(default_factory=list)  # superseded state snapshots of this batch, in order
     skipped: int = 0  # inputs skipped as already applied
     inputs: int = 0  # inputs seen so far (snapshot boundaries)
-    _snapshot_input: dict[str, int] = field(default_factory=dict, repr=False)
+    _latest: dict[str, tuple["Case", int]] = field(default_factory=dict, repr=False)  # id -> (case, input)
 
-    def snapshot(self, snapshot: Fields) -> None:
-        incident_id = snapshot["incident_id"]
-        pending = self.incidents.get(incident_id)
-        if (pending is not None and self._snapshot_input[incident_id] != self.inputs
-                and any(pending[name] != snapshot[name] for name in SNAPSHOT_STATE)):
-            self.earlier.append(pending)
-        self.incidents[incident_id] = snapshot
-        self._snapshot_input[incident_id] = self.inputs
+    def snapshot(self, case: "Case") -> None:
+        """Publish ``case`` as it is now (it must not change afterwards: the engine saves, then copies)."""
+        pending = self._latest.get(case.id)
+        if pending is not None and pending[1] != self.inputs and _shown_state(pending[0]) != _shown_state(case):
+            self.earlier.append(snapshot_of(pending[0]))
+        self._latest[case.id] = (case, self.inputs)
+
+    @property
+    def snapshot_count(self) -> int:
+        return len(self._latest) + len(self.earlier)
+
+    @property
+    def incidents(self) -> dict[str, Fields]:
+        """The latest snapshot per incident."""
+        return {incident_id: snapshot_of(case) for incident_id, (case, _) in self._latest.items()}
 
     def snapshots(self) -> list[Fields]:
         """Every snapshot to publish, oldest first."""
         return self.earlier + list(self.incidents.values())
+
+
+def _shown_state(case: "Case") -> tuple:
+    """What a published snapshot must not skip."""
+    return case.file.state, case.file.officer_id, case.file.task_id, case.file.reopen_count
+
+
+def snapshot_of(case: "Case") -> Fields:
+    """The Incident record (all its fields, JSON-ready) as published on the incidents topic."""
+    return Fields({**INCIDENT_DEFAULTS, **case.incident, "state": case.file.state,
+                   "officer_id": case.file.officer_id, "task_id": case.file.task_id,
+                   "deadline": to_iso(case.deadline), "reopen_count": case.file.reopen_count})
 
 
 @dataclass
@@ -259,11 +275,11 @@ class Engine:
         if env.kind == "tick":
             self._on_tick(env, position, out)
         elif env.kind == "detections":
-            self._on_detection(env, Fields(env.payload), out)
+            self._on_detection(env, env.payload, out)
         elif env.kind == "camera_status":
-            self._on_camera_status(env, Fields(env.payload), out)
+            self._on_camera_status(env, env.payload, out)
         elif env.kind == "feedback":
-            self._on_feedback(env, Fields(env.payload), out)
+            self._on_feedback(env, env.payload, out)
         if not batch:
             self._write_saved()
         self.tables.source_offsets[marker] = position  # the marker is written last (with the position)
@@ -284,14 +300,10 @@ class Engine:
         return Case.from_dict(data) if data else None
 
     def save(self, case: Case, out: Outputs) -> None:
-        self._saved[case.id] = case.copy()
-        out.snapshot(self.snapshot(case))
-
-    def snapshot(self, case: Case) -> Fields:
-        """The Incident record (all its fields, JSON-ready) as published on the incidents topic."""
-        return Fields({**INCIDENT_DEFAULTS, **case.incident, "state": case.file.state,
-                       "officer_id": case.file.officer_id, "task_id": case.file.task_id,
-                       "deadline": to_iso(case.deadline), "reopen_count": case.file.reopen_count})
+        """Keep ``case`` as the unit's latest version; the caller must not change it afterwards
+        (:meth:`load` hands out copies)."""
+        self._saved[case.id] = case
+        out.snapshot(case)
 
     def _site_case(self, key: str) -> Optional[SiteCase]:
         case = self.load(self.tables.site_cases.get(key))
@@ -429,7 +441,8 @@ class Engine:
     # ------------------------------------------------------------------ detections
     def _on_detection(self, env: Envelope, d: Detection, out: Outputs) -> None:
         now, first = to_epoch(d.observed_at), to_epoch(d.first_seen)
-        case = self.load(self.tables.violation_cases.get(d.violation_id))
+        known_id = self.tables.violation_cases.get(d.violation_id)
+        case = self.load(known_id)
         if case is not None and case.file.state == CLOSED:
             case = None
         recurrence_of = None
@@ -443,28 +456,31 @@ class Engine:
         if case is None:
             case = self._new_case(env, d, now, recurrence_of, out)
         else:
-            self._merge(case, d, now)
+            self._merge(case, d, now, known=known_id == case.id)
             self._judge(case, now, env.source, out, timers=False)
         self.save(case, out)
 
-    def _merge(self, case: Case, d: Detection, now: float) -> None:
+    def _merge(self, case: Case, d: Detection, now: float, known: bool = False) -> None:
+        """Add a detection to the case; ``known``: its violation id already belongs to this case."""
         inc = case.incident
         inc["detections"] = inc.get("detections", 0) + 1
-        inc["last_seen"] = to_iso(max(now, to_epoch(inc["last_seen"])))
-        inc["updated_at"] = to_iso(max(now, to_epoch(inc["updated_at"])))
+        if now >= to_epoch(inc["last_seen"]):
+            inc["last_seen"] = to_iso(now)
+        if now >= to_epoch(inc["updated_at"]):
+            inc["updated_at"] = to_iso(now)
         if d.camera_id not in inc["cameras"]:
             inc["cameras"] = inc["cameras"] + [d.camera_id]
-        if d.violation_id not in inc["violation_ids"]:
+        if not known and d.violation_id not in inc["violation_ids"]:
             inc["violation_ids"] = inc["violation_ids"] + [d.violation_id]
         if d.evidence and d.confidence > case.best_confidence:
             case.best_confidence = d.confidence
             inc["evidence"] = [_plain(e) for e in d.evidence]
         case.presence = observe_detection(case.presence, spot(d.camera_id, d.zone_id), d.violation_id, d.kind, now)
-        if self.tables.violation_cases.get(d.violation_id) != case.id:
+        if not known:
             self.tables.violation_cases[d.violation_id] = case.id
-        key = site_key(d.scenario, d.camera_id, d.zone_id)
-        if self.tables.site_cases.get(key) != case.id and case.file.is_open:
-            self.tables.site_cases[key] = case.id
+            key = site_key(d.scenario, d.camera_id, d.zone_id)
+            if self.tables.site_cases.get(key) != case.id and case.file.is_open:
+                self.tables.site_cases[key] = case.id
 
     def _new_case(self, env: Envelope, d: Detection, now: float, recurrence_of: Optional[str],
                   out: Outputs) -> Case:
@@ -535,7 +551,7 @@ class Engine:
             stream_topic, partition = env.stream.rsplit(":", 1)
             out.dead_letters.append(dead_letter(stream_topic, int(partition), env.offset,
                                                 f"feedback for unknown case {f.incident_id!r}",
-                                                json.dumps(env.payload, ensure_ascii=False), f.at))
+                                                codec.encode(env.payload).decode(), f.at))
             return
         now = to_epoch(f.at)
         to_state = FEEDBACK_STATES[f.action]
@@ -636,7 +652,9 @@ def _task_note(case: Case, reason: str) -> str:
 
 
 def _plain(evidence: Any) -> dict[str, Any]:
-    return evidence.asdict_deep() if hasattr(evidence, "asdict_deep") else dict(evidence)
+    if isinstance(evidence, dict):
+        return evidence
+    return evidence.asdict_deep() if hasattr(evidence, "asdict_deep") else codec.plain(evidence)
 
 
 def _shas(evidence: list[Any]) -> tuple[str, ...]:

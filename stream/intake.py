@@ -15,55 +15,88 @@ Example::
 """
 from __future__ import annotations
 
-import copy
-import functools
-import json
-import typing
-from dataclasses import dataclass
-from typing import Any, Callable, List, Union
+from typing import Any, Optional, Union
+
+import msgspec
 
 from nonsite.config import City
+from stream import codec
 from stream.deadletter import dead_letter
-from stream.dedup import CityMap, district_of_incident
-from stream.records import (SCHEMA_VERSION, CameraStatus, ContractError, ContractRecord, DeadLetter, Detection,
-                            Feedback, _check_type, parse_iso, utc_now)
+from stream.dedup import CityMap, district_of_incident, spot
+from stream.records import CameraStatus, ContractError, DeadLetter, Detection, Feedback, utc_now
 
 ROLES = {"detections": Detection, "camera_status": CameraStatus, "feedback": Feedback}
 
 
-@dataclass(frozen=True)
-class Envelope:
-    """One input for the case engine: ``stream`` is ``topic:partition`` of its source, ``offset`` its offset."""
+class Envelope(msgspec.Struct, frozen=True):
+    """One input for the case engine: ``stream`` is ``topic:partition`` of its source, ``offset`` its offset.
+
+    ``payload`` is the validated message (the fields Struct of :func:`stream.codec.struct_of`, read by
+    attribute), or a plain dict for a tick.
+    """
 
     kind: str  # detections | camera_status | feedback | tick
     district: str
     stream: str
     offset: int
-    payload: dict[str, Any]
+    payload: Any
 
     @property
     def source(self) -> str:
         return f"{self.stream.replace(':', '/')}/{self.offset}" if self.kind != "tick" else "tick"
 
     def to_bytes(self) -> bytes:
-        return json.dumps({"kind": self.kind, "district": self.district, "stream": self.stream, "offset": self.offset,
-                           "payload": self.payload}, separators=(",", ":")).encode()
+        return codec.encode(self)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Envelope":
-        return cls(**json.loads(raw))
+        return _from_wire(_wire(raw))
 
 
-MAX_BATCH_BYTES = 256 * 1024  # well below Kafka's 1 MB message limit
+class _Wire(msgspec.Struct):
+    """An envelope as it travels: the payload is decoded once its kind is known."""
+
+    kind: str
+    district: str
+    stream: str
+    offset: int
+    payload: msgspec.Raw
 
 
-def pack(envelopes: list[Envelope], max_bytes: int = MAX_BATCH_BYTES) -> list[bytes]:
-    """Cases-topic messages holding ``envelopes`` in order: ``{"batch": [envelope, ...]}``, each under ``max_bytes``."""
+class _WireBatch(msgspec.Struct):
+    batch: list[_Wire]
+
+
+_wire = msgspec.json.Decoder(_Wire).decode
+_wire_batch = msgspec.json.Decoder(_WireBatch).decode
+
+
+def _from_wire(wire: _Wire) -> Envelope:
+    role = ROLES.get(wire.kind)
+    payload = codec.decode_any(wire.payload) if role is None else codec.decode(role, wire.payload)
+    return Envelope(wire.kind, wire.district, wire.stream, wire.offset, payload)
+
+
+MAX_BATCH_BYTES = 768 * 1024  # below the 1 MB message limit of Kafka and of the Faust consumer fetch
+
+
+def pack(envelopes: list[Envelope], max_bytes: int = MAX_BATCH_BYTES,
+         raws: Optional[list[Optional[bytes]]] = None) -> list[bytes]:
+    """Cases-topic messages holding ``envelopes`` in order: ``{"batch": [envelope, ...]}``, each under ``max_bytes``.
+
+    ``raws``: the input messages the envelopes were admitted from, or None where a payload must be
+    encoded from its fields (see :func:`admit_checked`).  Their bytes are passed through as the
+    payloads instead of encoding the validated fields again; the engine decodes them with the same
+    types, which fills in defaults and drops unknown fields (:func:`unpack`).
+    """
     messages: list[bytes] = []
     parts: list[bytes] = []
     size = 0
-    for env in envelopes:
-        part = env.to_bytes()
+    for index, env in enumerate(envelopes):
+        if raws is None or raws[index] is None:
+            part = codec.encode(env)
+        else:
+            part = codec.encode(_Wire(env.kind, env.district, env.stream, env.offset, msgspec.Raw(raws[index])))
         if parts and size + len(part) > max_bytes:
             messages.append(b'{"batch":[' + b",".join(parts) + b"]}")
             parts, size = [], 0
@@ -76,28 +109,33 @@ def pack(envelopes: list[Envelope], max_bytes: int = MAX_BATCH_BYTES) -> list[by
 
 def unpack(raw: bytes) -> list[Envelope]:
     """The inputs of one cases-topic message: a batch from :func:`pack` or one :meth:`Envelope.to_bytes`."""
-    data = json.loads(raw)
-    if "batch" in data:
-        return [Envelope(**item) for item in data["batch"]]
-    return [Envelope(**data)]
+    if raw.startswith(b'{"batch":'):
+        return [_from_wire(wire) for wire in _wire_batch(raw).batch]
+    return [_from_wire(_wire(raw))]
 
 
 def admit(role: str, raw: bytes, topic: str, partition: int, offset: int, city: City,
           city_map: CityMap) -> Union[Envelope, DeadLetter]:
     """Validate one message of the input topic playing ``role``."""
-    def reject(reason: str) -> DeadLetter:
-        return dead_letter(topic, partition, offset, reason, raw if raw is not None else b"", utc_now())
+    return admit_checked(role, raw, topic, partition, offset, city_map)[0]
+
+
+def admit_checked(role: str, raw: bytes, topic: str, partition: int, offset: int,
+                  city_map: CityMap) -> tuple[Union[Envelope, DeadLetter], bool]:
+    """:func:`admit`, and whether ``raw`` can travel as the envelope's payload as is (see :func:`pack`)."""
+    def reject(reason: str) -> tuple[DeadLetter, bool]:
+        return dead_letter(topic, partition, offset, reason, raw if raw is not None else b"", utc_now()), False
 
     if raw is None:
         return reject("empty message (no value)")
     try:
-        record = validated(ROLES[role], raw)
+        record, plain_json = codec.decode_checked(ROLES[role], raw)
     except ContractError as exc:
         return reject(str(exc))
-    district = _district(role, record, city, city_map)
-    if isinstance(district, str) and district.startswith("!"):
+    district = _district(role, record, city_map)
+    if district[0] == "!":
         return reject(district[1:])
-    return Envelope(role, district, f"{topic}:{partition}", offset, record)
+    return Envelope(role, district, f"{topic}:{partition}", offset, record), plain_json
 
 
 class Fields(dict):
@@ -110,90 +148,7 @@ class Fields(dict):
             raise AttributeError(name) from None
 
 
-Check = Callable[[Any], bool]
-_ACCEPTED = {str: (str,), int: (int,), float: (int, float), bool: (bool,)}
-
-
-def _compile(annotation: Any) -> Check:
-    """A fast yes/no version of ``records._check_type`` for one annotation.
-
-    It accepts only what ``_check_type`` accepts; on a no, :func:`validated` runs ``_check_type``
-    itself, which raises the message naming the field.
-    """
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Union:
-        inner = _compile(next(a for a in args if a is not type(None)))
-        if type(None) not in args:
-            return inner
-        return lambda value: value is None or inner(value)
-    if origin in (list, List):
-        item = _compile(args[0]) if args else (lambda value: True)
-        return lambda value: type(value) is list and all(item(v) for v in value)
-    if isinstance(annotation, type) and issubclass(annotation, ContractRecord):
-        return _compile_record(annotation)
-    accepted = _ACCEPTED.get(annotation)
-    if accepted is None:
-        return lambda value: True
-    if annotation is bool:
-        return lambda value: type(value) is bool
-    return lambda value: type(value) is not bool and isinstance(value, accepted)
-
-
-def _compile_record(cls: type[ContractRecord]) -> Check:
-    checks = [(name, _compile(sub), name in cls._options.defaults) for name, sub in cls._options.fields.items()]
-
-    def check(value: Any) -> bool:
-        if type(value) is not dict:
-            return False
-        for name, ok, optional in checks:
-            if name in value:
-                if not ok(value[name]):
-                    return False
-            elif not optional:
-                return False
-        return True
-    return check
-
-
-@functools.lru_cache(maxsize=None)
-def _field_checks(cls: type[ContractRecord]) -> list[tuple[str, Any, Check]]:
-    return [(name, annotation, _compile(annotation)) for name, annotation in cls._options.fields.items()]
-
-
-def validated(cls: type[ContractRecord], raw: bytes | str) -> Fields:
-    """The checks of ``cls.from_json`` (same messages), returning the fields with defaults filled in."""
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ContractError(f"expected a JSON object, got {type(data).__name__}")
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ContractError(f"schema_version: unsupported {version!r} (this build reads {SCHEMA_VERSION})")
-    options = cls._options
-    fields = Fields()
-    for name, annotation, ok in _field_checks(cls):
-        if name in data:
-            value = data[name]
-            if not ok(value):
-                _check_type(f"{cls.__name__}.{name}", value, annotation)
-            fields[name] = value
-        elif name in options.defaults:
-            fields[name] = copy.copy(options.defaults[name])
-        else:
-            raise ContractError(f"{cls.__name__}.{name}: missing field")
-    for name in cls.TIMESTAMP_FIELDS:
-        value = fields.get(name)
-        if value is not None:
-            try:
-                parse_iso(value)
-            except (TypeError, ValueError, AttributeError):
-                raise ContractError(f"{cls.__name__}.{name}: not a UTC ISO-8601 timestamp: {value!r}") from None
-    return fields
-
-
-def _district(role: str, record: Any, city: City, city_map: CityMap) -> str:
+def _district(role: str, record: Any, city_map: CityMap) -> str:
     """The district to route to, or ``"!reason"`` when the message cannot be used."""
     if role == "feedback":
         if record.action not in Feedback.ACTIONS:
@@ -202,17 +157,19 @@ def _district(role: str, record: Any, city: City, city_map: CityMap) -> str:
         if district not in city_map.districts:
             return f"!feedback for unknown case {record.incident_id!r}"
         return district
-    district = city_map.district_of_camera.get(record.camera_id)
+    camera_id = record.camera_id
+    district = city_map.district_of_camera.get(camera_id)
     if district is None:
-        return f"!unknown camera id {record.camera_id!r}"
+        return f"!unknown camera id {camera_id!r}"
     if role == "camera_status":
         if record.state not in CameraStatus.STATES:
             return f"!CameraStatus.state: unknown state {record.state!r}"
         return district
     if record.kind not in Detection.KINDS:
         return f"!Detection.kind: unknown kind {record.kind!r} (one of start, update, end)"
-    if city.scenario(record.scenario) is None:
+    if record.scenario not in city_map.scenarios:
         return f"!unknown scenario {record.scenario!r}"
-    if record.zone_id and city.camera(record.camera_id).zone(record.zone_id) is None:
-        return f"!unknown zone {record.zone_id!r} of camera {record.camera_id!r}"
+    zone_id = record.zone_id
+    if zone_id and spot(camera_id, zone_id) not in city_map.neighbours:
+        return f"!unknown zone {zone_id!r} of camera {camera_id!r}"
     return district

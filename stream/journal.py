@@ -43,6 +43,7 @@ class Journal:
         self.reader = store if reader is None else reader
         self.input_id: Optional[str] = None
         self.pending: dict[str, Any] = {}
+        self.redo_reads = 0  # reads of a value stamped by the current input (see _before)
 
     def begin(self, input_id: str) -> None:
         self.input_id, self.pending = input_id, {}
@@ -58,7 +59,10 @@ class Journal:
         record = self.reader.get(full_key)
         if record is None:
             return None
-        return record[1] if self.input_id is not None and record[2] == self.input_id else record[0]
+        if self.input_id is not None and record[2] == self.input_id:
+            self.redo_reads += 1  # this input was half applied before a crash: it is being redone
+            return record[1]
+        return record[0]
 
     def latest(self, full_key: str) -> Any:
         """The value last written, whichever input wrote it (for the already-applied check)."""

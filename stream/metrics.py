@@ -27,6 +27,9 @@ class StreamMetrics:
                                registry=registry)
         self.duplicates = Counter("nonsite_stream_duplicate_inputs", "Inputs skipped as already applied",
                                   registry=registry)
+        self.redone = Counter("nonsite_stream_redone_units",
+                              "Cases-topic messages half applied before a crash and applied again",
+                              registry=registry)
         self.skipped_refetched = Counter("nonsite_stream_refetched_inputs",
                                          "Cases-topic messages the Faust consumer skipped and the agent read itself",
                                          registry=registry)
@@ -39,7 +42,7 @@ class StreamMetrics:
         """``counters``: topic role -> the ``messages_out`` child of that topic."""
         if out.skipped:
             self.duplicates.inc(out.skipped)
-        for role, count in (("incidents", len(out.incidents) + len(out.earlier)), ("tasks", len(out.tasks)),
+        for role, count in (("incidents", out.snapshot_count), ("tasks", len(out.tasks)),
                             ("case_events", len(out.case_events)), ("alerts", len(out.alerts)),
                             ("dead_letter", len(out.dead_letters))):
             if count:

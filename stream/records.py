@@ -77,7 +77,7 @@ class ContractRecord(faust.Record, abstract=True, serializer="json", include_met
     def from_json(cls: Type[R], payload: bytes | str) -> R:
         """Parse and validate one message; raises :class:`ContractError` naming what is wrong."""
         try:
-            data = json.loads(payload)
+            data = json.loads(payload, parse_constant=_not_json)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ContractError(f"not JSON: {exc}") from None
         return cls.from_dict(data)
@@ -104,6 +104,11 @@ class ContractRecord(faust.Record, abstract=True, serializer="json", include_met
                 except (TypeError, ValueError):
                     raise ContractError(f"{cls.__name__}.{name}: not a UTC ISO-8601 timestamp: {value!r}") from None
         return record
+
+
+def _not_json(constant: str) -> Any:
+    """``json.loads`` accepts NaN and Infinity; JSON (RFC 8259) does not, and neither does the contract."""
+    raise ContractError(f"not JSON: {constant} is not a JSON number")
 
 
 def _check_type(path: str, value: Any, annotation: Any) -> None:

@@ -14,7 +14,7 @@ Example::
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Optional
 
 REOPEN, VERIFY, SELF_CORRECT = "reopen", "verify", "self_correct"
@@ -24,7 +24,7 @@ REOPEN, VERIFY, SELF_CORRECT = "reopen", "verify", "self_correct"
 class Spot:
     present: bool
     at: float  # when the camera last said so
-    violations: tuple[str, ...] = ()
+    violations: frozenset[str] = frozenset()  # detector violation ids active here
     since: Optional[float] = None  # when ``present`` took its current value (None: at ``at``)
 
     @property
@@ -49,12 +49,12 @@ class Presence:
         return max(s.changed_at for s in self.spots.values())  # repeated "still absent" does not move it
 
     def to_dict(self) -> dict:
-        return {"spots": {k: [s.present, s.at, list(s.violations), s.changed_at] for k, s in self.spots.items()},
+        return {"spots": {k: [s.present, s.at, sorted(s.violations), s.changed_at] for k, s in self.spots.items()},
                 "last_present_at": self.last_present_at, "last_observed_at": self.last_observed_at}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Presence":
-        spots = {k: Spot(bool(v[0]), float(v[1]), tuple(v[2]), float(v[3]) if len(v) > 3 else None)
+        spots = {k: Spot(bool(v[0]), float(v[1]), frozenset(v[2]), float(v[3]) if len(v) > 3 else None)
                  for k, v in data.get("spots", {}).items()}
         return cls(spots, data.get("last_present_at"), data.get("last_observed_at"))
 
@@ -62,26 +62,26 @@ class Presence:
 def _with_spot(p: Presence, name: str, spot: Spot) -> Presence:
     old = p.spots.get(name)
     if old is not None and old.present == spot.present:
-        spot = replace(spot, since=old.changed_at)
+        spot = Spot(spot.present, spot.at, spot.violations, old.changed_at)
     spots = dict(p.spots)
     spots[name] = spot
     present_at = spot.at if spot.present else p.last_present_at
     if spot.present and p.last_present_at is not None:
         present_at = max(present_at, p.last_present_at)
     observed = spot.at if p.last_observed_at is None else max(p.last_observed_at, spot.at)
-    return replace(p, spots=spots, last_present_at=present_at, last_observed_at=observed)
+    return Presence(spots, present_at, observed)  # not dataclasses.replace: this is the hot path
 
 
 def observe_detection(p: Presence, name: str, violation_id: str, kind: str, at: float) -> Presence:
     old = p.spots.get(name)
     if old is not None and at < old.at:  # out of order: an older observation changes nothing
         return p
-    active = old.violations if old else ()  # sorted, no repeats
+    active = old.violations if old else frozenset()
     if kind == "end":
         if violation_id in active:
-            active = tuple(v for v in active if v != violation_id)
+            active = active - {violation_id}
     elif violation_id not in active:
-        active = tuple(sorted(active + (violation_id,)))
+        active = active | {violation_id}
     return _with_spot(p, name, Spot(bool(active), at, active))
 
 
@@ -90,7 +90,7 @@ def observe_camera(p: Presence, name: str, present: bool, at: float) -> Presence
     old = p.spots.get(name)
     if old is not None and at < old.at:
         return p
-    violations = old.violations if (old and present) else ()
+    violations = old.violations if (old and present) else frozenset()
     return _with_spot(p, name, Spot(present, at, violations))
 
 

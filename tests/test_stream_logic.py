@@ -15,7 +15,7 @@ from stream.casefile import (ACCEPTED, ARRIVED, CLOSED, DETECTED, DISPATCHED, ES
 from stream.dedup import CityMap, SiteCase, district_of_incident, match_detection, metres_between
 from stream.dispatch import choose_officer, on_duty
 from stream.engine import Engine, Tables
-from stream.intake import Envelope, admit
+from stream.intake import Envelope, admit, admit_checked, pack, unpack
 from stream.journal import Journal, View
 from stream.offences import offender_keys, prior_offences, record_offence
 from stream.records import CameraStatus, DeadLetter, Detection, Evidence, Feedback, Incident, to_iso
@@ -317,7 +317,8 @@ def test_journal_view_pop_and_items():
     ("track_id", "7"), ("track_id", True), ("track_id", 1.5), ("confidence", "high"), ("confidence", False),
     ("bbox", [0, "a", 1, 1]), ("bbox", "0,0,1,1"), ("evidence", [{"kind": "annotated"}]),
     ("evidence", [{"kind": 3, "sha256": "f", "uri": "u"}]), ("evidence", {}), ("plate", 12), ("camera_id", None),
-    ("first_seen", "yesterday"),
+    ("first_seen", "yesterday"), ("first_seen", "2026-11-21T01:00:00"), ("schema_version", 2),
+    ("schema_version", None), ("kind", ["start"]),
 ])
 def test_intake_validation_rejects_like_the_contract(city, field, value):
     """The intake's fast field checks give the same verdict and message as Detection.from_json."""
@@ -331,8 +332,9 @@ def test_intake_validation_rejects_like_the_contract(city, field, value):
 def test_intake_accepts_what_the_contract_accepts(city):
     data = {**json.loads(detection().to_json()), "confidence": 1, "plate": None, "bbox": [0, 0.5, 1, 1.0]}
     env = admit("detections", json.dumps(data).encode(), "nonsite.detections", 0, 1, city, CityMap.build(city))
-    assert isinstance(env, Envelope) and env.payload["confidence"] == 1
+    assert isinstance(env, Envelope) and env.payload.confidence == 1 and env.payload.plate is None
     assert Detection.from_json(json.dumps(data)).confidence == 1
+    assert Envelope.from_bytes(env.to_bytes()) == env  # as the engine reads it from the cases topic
 
 
 def scripted_inputs(city):
@@ -425,3 +427,25 @@ def test_a_batch_redone_after_a_crash_recomputes_the_same_writes(city):
         assert half == after
         assert redo.case_events == first.case_events and redo.tasks == first.tasks
         assert redo.snapshots() == first.snapshots()
+
+
+def test_packed_raw_inputs_reach_the_engine_as_admitted(city):
+    """Intake passes valid input bytes through as payloads; the engine reads them as intake admitted them."""
+    cmap = CityMap.build(city)
+    data = {**json.loads(detection().to_json()), "extra": "ignored"}
+    raws = [json.dumps(data).encode(), json.dumps({**data, "event_id": "e2", "plate": None}).encode()]
+    admitted = [admit_checked("detections", raw, "nonsite.detections", 0, offset, cmap)
+                for offset, raw in enumerate(raws)]
+    assert [ok for _, ok in admitted] == [True, True]
+    envelopes = [env for env, _ in admitted]
+    [message] = pack(envelopes, raws=[raws[0], None])  # None: encoded from the admitted fields
+    assert unpack(message) == envelopes
+    assert not hasattr(envelopes[0].payload, "extra")
+
+
+def test_nan_is_not_json_for_the_contract_either(city):
+    """json.loads reads NaN, msgspec and RFC 8259 do not: the contract refuses it, so intake dead-letters it."""
+    raw = detection().to_json().replace(b'"dwell_s":', b'"dwell_s":NaN,"was":')
+    letter, _ = admit_checked("detections", raw, "nonsite.detections", 0, 9, CityMap.build(city))
+    assert isinstance(letter, DeadLetter)
+    assert letter.reason == "not JSON: NaN is not a JSON number"
