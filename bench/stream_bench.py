@@ -176,8 +176,24 @@ def run_worker(city: City, tmp: Path, expected: int, timeout: float,
     try:
         return merged_span(city.kafka.bootstrap, city.kafka.topics.incidents, expected, timeout)
     finally:
-        os.killpg(worker.pid, signal.SIGINT if profile else signal.SIGTERM)  # py-spy writes its file on SIGINT
-        worker.wait(timeout=60)
+        stop_group(worker, signal.SIGINT if profile else signal.SIGTERM)  # py-spy writes its file on SIGINT
+
+
+def stop_group(process: subprocess.Popen, first: int) -> None:
+    """Stop the worker and whatever it started (py-spy's child): ``first``, then SIGTERM, then SIGKILL."""
+    for sig in (first, signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            continue
+        try:
+            os.killpg(process.pid, 0)  # py-spy may be gone while its child still runs
+        except ProcessLookupError:
+            return
 
 
 def _free_port() -> int:

@@ -116,7 +116,8 @@ def unpack(raw: bytes) -> list[Envelope]:
 
 def admit(role: str, raw: bytes, topic: str, partition: int, offset: int, city: City,
           city_map: CityMap) -> Union[Envelope, DeadLetter]:
-    """Validate one message of the input topic playing ``role``."""
+    """Validate one message of the input topic playing ``role`` (``city`` is not needed any more: the
+    map holds what routing checks; the parameter stays for callers)."""
     return admit_checked(role, raw, topic, partition, offset, city_map)[0]
 
 
