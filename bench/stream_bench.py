@@ -203,35 +203,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def one_round(tmp: Path, bootstrap: str, detections_wanted: int, args: argparse.Namespace) -> dict:
-    """(a) then (b) on the same detections, in fresh topics; rates in inputs per second."""
+def raw_round(tmp: Path, bootstrap: str, detections_wanted: int, timeout: float) -> tuple[City, int, float]:
+    """Fresh topics, the detections produced once, then (a) on them: (city, detections, raw span in s)."""
     city = bench_city(tmp)
     create_topics(city)
     detections = make_detections(city, detections_wanted)
-    count = len(detections)
     produce(bootstrap, city.kafka.topics.detections, detections)
     raw_sink = f"{city.kafka.topics.detections}.raw-out"
     ensure_topics(bootstrap, [raw_sink], city.kafka.partitions, 1)
-    asyncio.run(raw_pass_through(bootstrap, city.kafka.topics.detections, raw_sink, count))
-    _, raw_span = output_span(bootstrap, raw_sink, count, args.timeout)
+    asyncio.run(raw_pass_through(bootstrap, city.kafka.topics.detections, raw_sink, len(detections)))
+    _, raw_span = output_span(bootstrap, raw_sink, len(detections), timeout)
+    return city, len(detections), raw_span
+
+
+def one_round(tmp: Path, bootstrap: str, detections_wanted: int, args: argparse.Namespace) -> dict:
+    """(a) then (b) on the same detections, in fresh topics; rates in inputs per second."""
+    city, count, raw_span = raw_round(tmp, bootstrap, detections_wanted, args.timeout)
     snapshots, worker_span = run_worker(city, tmp, count, args.timeout, args.profile)
     counted = max(count - INTAKE_BATCH, 1)  # the first batch is done before the first output
     return {"count": count, "counted": counted, "raw_span": raw_span, "worker_span": worker_span,
             "raw": count / raw_span, "worker": counted / worker_span, "snapshots": snapshots,
             "cameras": len(city.cameras), "partitions": city.kafka.partitions}
-
-
-def warm_up_broker(tmp: Path, bootstrap: str, detections_wanted: int, timeout: float) -> None:
-    """One raw pass-through that is not counted: a fresh broker's JVM is still compiling its hot paths,
-    which made the raw rate climb from round to round (51k, 62k, 92k msg/s) and flattered the ratio."""
-    city = bench_city(tmp)
-    create_topics(city)
-    detections = make_detections(city, detections_wanted)
-    produce(bootstrap, city.kafka.topics.detections, detections)
-    sink = f"{city.kafka.topics.detections}.raw-out"
-    ensure_topics(bootstrap, [sink], city.kafka.partitions, 1)
-    asyncio.run(raw_pass_through(bootstrap, city.kafka.topics.detections, sink, len(detections)))
-    output_span(bootstrap, sink, len(detections), timeout)
 
 
 def main() -> int:
@@ -252,7 +244,9 @@ def main() -> int:
             bootstrap = cluster.start()
             os.environ["NONSITE_KAFKA_BOOTSTRAP"] = bootstrap
         if args.warmup:
-            warm_up_broker(tmp / "warmup", bootstrap, args.detections, args.timeout)
+            # a fresh broker's JVM is still compiling its hot paths: the raw rate climbed from round to
+            # round (51k, 62k, 92k msg/s) and flattered the ratio, so one raw pass is run uncounted
+            raw_round(tmp / "warmup", bootstrap, args.detections, args.timeout)
         rounds = []
         for number in range(1, args.rounds + 1):
             r = one_round(tmp / f"round{number}", bootstrap, args.detections, args)
