@@ -42,7 +42,9 @@ def struct_of(cls: type[ContractRecord]) -> type[msgspec.Struct]:
             fields.append((name, kind, copy.deepcopy(cls._options.defaults[name])))
     required = [f for f in fields if len(f) == 2]
     optional = [f for f in fields if len(f) == 3]
-    return msgspec.defstruct(f"{cls.__name__}Fields", required + optional)
+    # gc=False: these hold only strings, numbers and lists of them, so they cannot form reference
+    # cycles, and the collector need not track the thousands a batch keeps alive
+    return msgspec.defstruct(f"{cls.__name__}Fields", required + optional, gc=False)
 
 
 def _struct_type(annotation: Any) -> Any:

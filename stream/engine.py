@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, MutableMapping, Optional, Sequence
 
@@ -39,6 +40,15 @@ from stream.verify import REOPEN, SELF_CORRECT, VERIFY, Presence, observe_camera
 # pure conversions the engine repeats for every input (a batch sees the same moments again and again)
 to_iso = functools.lru_cache(maxsize=1 << 16)(_to_iso)
 to_epoch = functools.lru_cache(maxsize=1 << 16)(_to_epoch)
+CANONICAL_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def iso_of(text: str, epoch: float) -> str:
+    """``to_iso(epoch)`` where ``text`` is the same moment: ``text`` itself when it is already in that form
+    (every detection's timestamps are, and each is new, so the memo above would only miss)."""
+    return text if CANONICAL_ISO.fullmatch(text) else to_iso(epoch)
+
+
 FEEDBACK_STATES = {"accept": ACCEPTED, "arrive": ARRIVED, "resolve": RESOLVED, "reject": REJECTED,
                    "reassign": DISPATCHED}
 STATE_COUNTERS = {REOPENED: "reopened", REJECTED: "rejected_false_alarm", SELF_CORRECTED: "self_corrected",
@@ -465,9 +475,9 @@ class Engine:
         inc = case.incident
         inc["detections"] = inc.get("detections", 0) + 1
         if now >= to_epoch(inc["last_seen"]):
-            inc["last_seen"] = to_iso(now)
+            inc["last_seen"] = iso_of(d.observed_at, now)
         if now >= to_epoch(inc["updated_at"]):
-            inc["updated_at"] = to_iso(now)
+            inc["updated_at"] = iso_of(d.observed_at, now)
         if d.camera_id not in inc["cameras"]:
             inc["cameras"] = inc["cameras"] + [d.camera_id]
         if not known and d.violation_id not in inc["violation_ids"]:

@@ -53,7 +53,7 @@ class Envelope(msgspec.Struct, frozen=True):
         return _from_wire(_wire(raw))
 
 
-class _Wire(msgspec.Struct):
+class _Wire(msgspec.Struct, gc=False):
     """An envelope as it travels: the payload is decoded once its kind is known."""
 
     kind: str

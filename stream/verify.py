@@ -15,16 +15,18 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from types import MappingProxyType
+from typing import Mapping, Optional
 
 REOPEN, VERIFY, SELF_CORRECT = "reopen", "verify", "self_correct"
+EMPTY: Mapping[str, None] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
 class Spot:
     present: bool
     at: float  # when the camera last said so
-    violations: frozenset[str] = frozenset()  # detector violation ids active here
+    violations: Mapping[str, None] = field(default_factory=lambda: EMPTY)  # active violation ids, in arrival order
     since: Optional[float] = None  # when ``present`` took its current value (None: at ``at``)
 
     @property
@@ -49,12 +51,12 @@ class Presence:
         return max(s.changed_at for s in self.spots.values())  # repeated "still absent" does not move it
 
     def to_dict(self) -> dict:
-        return {"spots": {k: [s.present, s.at, sorted(s.violations), s.changed_at] for k, s in self.spots.items()},
+        return {"spots": {k: [s.present, s.at, list(s.violations), s.changed_at] for k, s in self.spots.items()},
                 "last_present_at": self.last_present_at, "last_observed_at": self.last_observed_at}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Presence":
-        spots = {k: Spot(bool(v[0]), float(v[1]), frozenset(v[2]), float(v[3]) if len(v) > 3 else None)
+        spots = {k: Spot(bool(v[0]), float(v[1]), dict.fromkeys(v[2]), float(v[3]) if len(v) > 3 else None)
                  for k, v in data.get("spots", {}).items()}
         return cls(spots, data.get("last_present_at"), data.get("last_observed_at"))
 
@@ -76,12 +78,12 @@ def observe_detection(p: Presence, name: str, violation_id: str, kind: str, at: 
     old = p.spots.get(name)
     if old is not None and at < old.at:  # out of order: an older observation changes nothing
         return p
-    active = old.violations if old else frozenset()
+    active = old.violations if old else EMPTY
     if kind == "end":
         if violation_id in active:
-            active = active - {violation_id}
+            active = {v: None for v in active if v != violation_id}
     elif violation_id not in active:
-        active = active | {violation_id}
+        active = {**active, violation_id: None}  # a new mapping: a Spot is never changed in place
     return _with_spot(p, name, Spot(bool(active), at, active))
 
 
@@ -90,7 +92,7 @@ def observe_camera(p: Presence, name: str, present: bool, at: float) -> Presence
     old = p.spots.get(name)
     if old is not None and at < old.at:
         return p
-    violations = old.violations if (old and present) else frozenset()
+    violations = old.violations if (old and present) else EMPTY
     return _with_spot(p, name, Spot(present, at, violations))
 
 
