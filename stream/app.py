@@ -47,7 +47,7 @@ def create_topics(city: City) -> list[str]:
                          city.kafka.replication_factor)
 
 
-FETCH_MAX_WAIT_MS = 100
+FETCH_MAX_WAIT_MS = 20
 
 
 def shorten_fetch_wait(max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:

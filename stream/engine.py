@@ -19,6 +19,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Any, Callable, Mapping, MutableMapping, Optional, Sequence
 
 from nonsite.config import City
@@ -40,7 +41,23 @@ from stream.verify import REOPEN, SELF_CORRECT, VERIFY, Presence, observe_camera
 # pure conversions the engine repeats for every input (a batch sees the same moments again and again)
 to_iso = functools.lru_cache(maxsize=1 << 16)(_to_iso)
 to_epoch = functools.lru_cache(maxsize=1 << 16)(_to_epoch)
+
+
+def epoch_of_new(text: str) -> float:
+    """``to_epoch`` for a timestamp seen once (a detection's ``observed_at``): no memo to miss."""
+    if text[-1] == "Z":
+        return datetime.fromisoformat(text).timestamp()
+    return _to_epoch(text)
+
+
 CANONICAL_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def later_iso(a: str, b: str) -> str:
+    """The later of two timestamps; canonical ones (``…:SS.mmmZ``) compare as text."""
+    if len(a) == len(b) == 24 and a[-1] == b[-1] == "Z":
+        return a if a >= b else b
+    return a if to_epoch(a) >= to_epoch(b) else b
 
 
 def iso_of(text: str, epoch: float) -> str:
@@ -235,11 +252,14 @@ class Engine:
         journal = self.tables.journal
         journal.begin(f"@cases|{at[0]}|{at[1]}")
         out = Outputs()
+        positions: dict[str, Any] = {}  # source markers of this unit, written once at its end
         try:
             for env in envs:
-                self._apply(env, out, journal.read, batch=True)
+                self._apply(env, out, journal.read, positions=positions)
                 out.inputs += 1
             self._write_saved()
+            for key, position in positions.items():
+                journal.write(key, position)
         except Exception:
             self._abort()
             raise
@@ -272,13 +292,19 @@ class Engine:
             self.tables.cases[incident_id] = case.to_dict()
         self._saved.clear()
 
-    def _apply(self, env: Envelope, out: Outputs, marker_of: Callable[[str], Any], batch: bool = False) -> bool:
-        """Apply one input unless its source marker (read with ``marker_of``) says it was applied."""
+    def _apply(self, env: Envelope, out: Outputs, marker_of: Callable[[str], Any],
+               positions: Optional[dict[str, Any]] = None) -> bool:
+        """Apply one input unless its source marker (read with ``marker_of``) says it was applied.
+
+        ``positions``: a batch's markers so far, which the batch writes once at its end; without it
+        the input is its own unit and its marker is written last.
+        """
         if env.kind == "tick":
             marker, position = f"{env.district}|clock", to_epoch(env.payload["now"])
         else:
             marker, position = f"{env.district}|{env.stream}", env.offset
-        last = marker_of(f"{self.tables.source_offsets.prefix}{marker}")
+        key = self.tables.source_offsets.prefix + marker
+        last = positions[key] if positions is not None and key in positions else marker_of(key)
         if last is not None and position <= last:
             out.skipped += 1
             return False
@@ -290,8 +316,10 @@ class Engine:
             self._on_camera_status(env, env.payload, out)
         elif env.kind == "feedback":
             self._on_feedback(env, env.payload, out)
-        if not batch:
-            self._write_saved()
+        if positions is not None:
+            positions[key] = position
+            return True
+        self._write_saved()
         self.tables.source_offsets[marker] = position  # the marker is written last (with the position)
         return True
 
@@ -450,7 +478,7 @@ class Engine:
 
     # ------------------------------------------------------------------ detections
     def _on_detection(self, env: Envelope, d: Detection, out: Outputs) -> None:
-        now, first = to_epoch(d.observed_at), to_epoch(d.first_seen)
+        now, first = epoch_of_new(d.observed_at), to_epoch(d.first_seen)
         known_id = self.tables.violation_cases.get(d.violation_id)
         case = self.load(known_id)
         if case is not None and case.file.state == CLOSED:
@@ -474,10 +502,9 @@ class Engine:
         """Add a detection to the case; ``known``: its violation id already belongs to this case."""
         inc = case.incident
         inc["detections"] = inc.get("detections", 0) + 1
-        if now >= to_epoch(inc["last_seen"]):
-            inc["last_seen"] = iso_of(d.observed_at, now)
-        if now >= to_epoch(inc["updated_at"]):
-            inc["updated_at"] = iso_of(d.observed_at, now)
+        seen = iso_of(d.observed_at, now)
+        inc["last_seen"] = later_iso(seen, inc["last_seen"])
+        inc["updated_at"] = later_iso(seen, inc["updated_at"])
         if d.camera_id not in inc["cameras"]:
             inc["cameras"] = inc["cameras"] + [d.camera_id]
         if not known and d.violation_id not in inc["violation_ids"]:

@@ -11,7 +11,8 @@ poll of up to ``INTAKE_BATCH`` messages is handled in one pass, so the detection
 go through Faust; only the packed cases-topic messages do.
 
 Delivery is at least once: the consumer commits a poll's offsets only after every message routed
-from it was acknowledged by Kafka (``acks=all``, idempotent producer).  After a crash or a rebalance
+from it was acknowledged by Kafka (``acks=all``, idempotent producer), in poll order; up to
+``MAX_POLLS_IN_FLIGHT`` polls are routed while earlier ones wait for their acknowledgements.  After a crash or a rebalance
 the inputs since the last commit are routed again, and the case engine skips them by their source
 offsets (:mod:`stream.journal`).
 
@@ -23,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any, Optional
 
 import structlog
@@ -36,7 +38,8 @@ from stream.metrics import StreamMetrics
 from stream.records import DeadLetter
 
 INTAKE_BATCH = 2000  # messages per poll, at most
-POLL_WAIT_MS = 100  # the longest a poll waits for messages (also the broker's fetch wait)
+MAX_POLLS_IN_FLIGHT = 4  # polls routed whose messages Kafka has not acknowledged yet, at most
+POLL_WAIT_MS = 20  # the longest a poll waits for messages (also the broker's fetch wait)
 ROLES = ("detections", "camera_status", "feedback")
 log = structlog.get_logger("nonsite.stream.intake")
 
@@ -80,22 +83,32 @@ class Intake(Service):
 
     @Service.task
     async def _route_forever(self) -> None:
-        from aiokafka.errors import CommitFailedError, IllegalStateError
-
+        # Polls in flight: (acknowledgements of what a poll sent, the offsets to commit for it).  The
+        # next poll is routed while Kafka acknowledges the last; offsets are committed in poll order,
+        # each only once everything its poll sent is acknowledged.
+        in_flight: deque[tuple[asyncio.Future, dict[Any, int]]] = deque()
         while not self.should_stop:
             polled = await self.consumer.getmany(timeout_ms=POLL_WAIT_MS, max_records=INTAKE_BATCH)
-            if not polled:
-                continue
-            await self.route(polled)
-            try:
-                await self.consumer.commit({tp: records[-1].offset + 1 for tp, records in polled.items()})
-            except (CommitFailedError, IllegalStateError) as exc:
-                # a rebalance took the partitions: their new owner routes these inputs again, and the
-                # engine skips what it already applied
-                log.warning("intake commit failed; inputs will be routed again", error=str(exc))
+            if polled:
+                acks = asyncio.gather(*await self.route(polled))
+                in_flight.append((acks, {tp: records[-1].offset + 1 for tp, records in polled.items()}))
+            while in_flight and (in_flight[0][0].done() or len(in_flight) > MAX_POLLS_IN_FLIGHT or not polled):
+                acks, offsets = in_flight.popleft()
+                await acks
+                await self._commit(offsets)
 
-    async def route(self, polled: dict[Any, list[Any]]) -> None:
-        """Validate and route one poll; returns when Kafka has acknowledged every message sent."""
+    async def _commit(self, offsets: dict[Any, int]) -> None:
+        from aiokafka.errors import CommitFailedError, IllegalStateError
+
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # a rebalance took the partitions: their new owner routes these inputs again, and the
+            # engine skips what it already applied
+            log.warning("intake commit failed; inputs will be routed again", error=str(exc))
+
+    async def route(self, polled: dict[Any, list[Any]]) -> list[asyncio.Future]:
+        """Validate and route one poll; returns the acknowledgements of every message sent."""
         by_district: dict[str, tuple[list[Envelope], list[Optional[bytes]]]] = {}
         sent: list[asyncio.Future] = []
         for tp, records in polled.items():
@@ -114,7 +127,7 @@ class Intake(Service):
             for value in pack(envelopes, raws=raws):
                 sent.append(await self.producer.send(self.cases_topic, value, key=district.encode(),
                                                      partition=self.partition_of[district]))
-        await asyncio.gather(*sent)
+        return sent
 
     async def _dead_letter(self, letter: DeadLetter) -> asyncio.Future:
         self.metrics.dead_letters.labels(source_topic=letter.topic).inc()

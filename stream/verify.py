@@ -104,9 +104,12 @@ def verdict(p: Presence, working_state: Optional[str], resolved_at: Optional[flo
     * RESOLVED and absent, observed after the resolution, for ``grace_s`` -> VERIFY;
     * before the officer arrived and absent for ``grace_s`` -> SELF_CORRECT.
     """
-    absent_since = p.absent_since
+    present = p.present
+    if present and working_state != "RESOLVED":
+        return None  # the common case for a detection: still there, nobody has resolved it yet
+    absent_since = None if present else p.absent_since
     if working_state == "RESOLVED" and resolved_at is not None:
-        if p.present and p.last_present_at is not None and p.last_present_at >= resolved_at + grace_s:
+        if present and p.last_present_at is not None and p.last_present_at >= resolved_at + grace_s:
             return REOPEN
         if (absent_since is not None and p.last_observed_at is not None and p.last_observed_at >= resolved_at
                 and now >= max(resolved_at, absent_since) + grace_s):
