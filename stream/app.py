@@ -98,6 +98,7 @@ def build_app(city: City, *, clock: Callable[[], float] = time.time, web_port: O
         processing_guarantee="at_least_once",
         broker_commit_interval=settings.commit_interval_s,
         broker_max_poll_records=500,
+        consumer_max_fetch_size=16 * 1024 * 1024,  # per partition: many 768 KB cases messages per fetch, not one
         web_enabled=web_enabled,
         web_port=port,
         web_host="localhost",

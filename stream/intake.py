@@ -73,7 +73,7 @@ _wire_batch = msgspec.json.Decoder(_WireBatch).decode
 
 def _from_wire(wire: _Wire) -> Envelope:
     role = ROLES.get(wire.kind)
-    payload = codec.decode_any(wire.payload) if role is None else codec.decode(role, wire.payload)
+    payload = codec.decode_any(wire.payload) if role is None else codec.decode_admitted(role, wire.payload)
     return Envelope(wire.kind, wire.district, wire.stream, wire.offset, payload)
 
 
