@@ -14,7 +14,7 @@ only understate its rate.  (a) and (b) run in turns, ``--rounds`` times, each ro
 with the same detections, after one uncounted raw pass-through that warms up the broker
 (``--warmup 0`` skips it); it prints every round, then the medians of both and their ratio.
 
-    .venv/bin/python bench/stream_bench.py --detections 100000 --rounds 3
+    .venv/bin/python bench/stream_bench.py --detections 100000 --rounds 5
     (uses $NONSITE_KAFKA_BOOTSTRAP, or starts a local Kafka in a temp dir)
 """
 from __future__ import annotations
@@ -229,7 +229,7 @@ def one_round(tmp: Path, bootstrap: str, detections_wanted: int, args: argparse.
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--detections", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=3, help="(a) and (b) in turns; the medians are compared")
+    parser.add_argument("--rounds", type=int, default=5, help="(a) and (b) in turns; the medians are compared")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--warmup", type=int, choices=(0, 1), default=1,
                         help="1: one uncounted raw pass-through first, to warm up the broker")
