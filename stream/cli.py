@@ -57,9 +57,9 @@ def tune_garbage_collector() -> None:
     """Collect the young generation every 50,000 allocations instead of 700.
 
     A batch of inputs keeps thousands of fresh objects alive at once; with the default threshold the
-    collector ran every few dozen inputs and re-scanned the survivors, a third of the worker's time
-    (measured on the engine alone).  The worker creates few reference cycles, so memory stays flat.
-    Objects made at start-up (config, code) are frozen out of every collection.
+    collector ran every few dozen inputs and re-scanned the survivors, about a third of the engine's
+    time (measured on the engine alone).  The older generations are collected as before.  Objects
+    made at start-up (config, code) are frozen out of every collection.
     """
     import gc
 
