@@ -268,6 +268,7 @@ class StreamSettings(Strict):
     acceptance_minutes: float = Field(default=15, gt=0)
     verify_grace_s: float = Field(default=60, ge=0)
     first_offence_window_days: int = Field(default=365, gt=0)
+    retention_days: float = Field(default=90, gt=0)  # closed and rejected cases stay in the worker's state
     tick_s: float = Field(default=5, gt=0)
     web_port: int = Field(default=6066, ge=1, le=65535)
     data_dir: str = "var/worker"

@@ -88,6 +88,8 @@ class Tables:
     offence_history: View  # site:/plate:/shop: key -> [[epoch, incident id]]
     daily_stats: View  # day|scenario|grid|officer|camera -> counters
     camera_states: View  # camera id -> online | offline
+    retired_cases: View  # district|hour (UTC, 2026-11-21T08) -> ids of cases closed or rejected then
+    retired_hours: View  # district -> the hours of retired_cases, oldest first
     source_offsets: View  # district|topic:partition -> last applied offset; district|clock -> last tick
     journal: Journal = field(repr=False, default=None)  # type: ignore[assignment]
 
@@ -400,6 +402,48 @@ class Engine:
                 self._count(case, now, "closed_on_time")
             for violation_id in case.incident.get("violation_ids", []):
                 self.tables.violation_cases.pop(violation_id, None)
+        self._retire(case, now)
+
+    # ------------------------------------------------------------------ retention
+    def _retire(self, case: Case, now: float) -> None:
+        """Note the hour a case ended, so that :meth:`_prune` can drop it ``retention_days`` later."""
+        hour = to_iso(now)[:13]
+        key = f"{case.district}|{hour}"
+        self.tables.retired_cases[key] = list(self.tables.retired_cases.get(key) or []) + [case.id]
+        hours = list(self.tables.retired_hours.get(case.district) or [])
+        if hour not in hours:
+            self.tables.retired_hours[case.district] = sorted(hours + [hour])
+
+    def _prune(self, district: str, now: float) -> None:
+        """Drop the cases of ``district`` that ended more than ``retention_days`` ago from the state.
+
+        Their history stays in the case-events topic and their counts in ``daily_stats``.  A violation
+        at their site afterwards is a new incident, no longer linked as a recurrence (回潮).
+        """
+        cutoff = to_iso(now - self.settings.retention_days * 86400.0)[:13]
+        hours = list(self.tables.retired_hours.get(district) or [])
+        expired = [hour for hour in hours if hour < cutoff]
+        if not expired:
+            return
+        for hour in expired:
+            for incident_id in self.tables.retired_cases.pop(f"{district}|{hour}") or []:
+                self._forget(incident_id)
+        self.tables.retired_hours[district] = hours[len(expired):]
+
+    def _forget(self, incident_id: str) -> None:
+        case = self.load(incident_id)
+        if case is None or case.file.is_open:
+            return
+        for violation_id in case.incident.get("violation_ids", []):
+            if self.tables.violation_cases.get(violation_id) == incident_id:
+                self.tables.violation_cases.pop(violation_id)
+        scenario = case.incident["scenario"]
+        for name in case.presence.spots:
+            camera_id, zone_id = name.split("/", 1)
+            if self.tables.site_cases.get(site_key(scenario, camera_id, zone_id)) == incident_id:
+                self.tables.site_cases.pop(site_key(scenario, camera_id, zone_id))
+        self._saved.pop(incident_id, None)
+        self.tables.cases.pop(incident_id)
 
     def _count(self, case: Case, now: float, counter: str, amount: float = 1) -> None:
         key = stats_key(now, self.timezone, case.incident["scenario"], case.incident["grid_id"],
@@ -639,6 +683,7 @@ class Engine:
             self._judge(case, now, "tick", out, timers=True)
             if case.file.seq != seq:
                 self.save(case, out)
+        self._prune(env.district, now)
 
     def _judge(self, case: Case, now: float, source: str, out: Outputs, timers: bool) -> None:
         """Let the camera's observations and (on ticks) the clock move the case on."""

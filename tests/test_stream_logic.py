@@ -259,6 +259,42 @@ def test_engine_dedups_dispatches_and_verifies(city):
     assert cases == stored
 
 
+def close_one_case(h: "Harness") -> str:
+    """A stray dog at cam-01, disposed of by O101 and verified by the camera: the closed case's id."""
+    out = h.feed("detections", detection())
+    [incident] = out.incidents.values()
+    [task] = out.tasks
+    for action in ("accept", "arrive", "resolve"):
+        h.feed("feedback", Feedback(feedback_id=action, incident_id=incident.incident_id, action=action,
+                                    actor="O101", at=to_iso(T0 + 120), task_id=task.task_id))
+    h.feed("camera_status", CameraStatus(event_id="s", camera_id="cam-01", state="online",
+                                         observed_at=to_iso(T0 + 130), active=[]))
+    h.tick("G01", T0 + 130 + h.city.stream.verify_grace_s)
+    assert h.engine.tables.cases[incident.incident_id]["file"]["state"] == CLOSED
+    return incident.incident_id
+
+
+def test_ended_cases_leave_the_state_after_the_retention_period(city):
+    days = city.stream.retention_days
+    kept, pruned = Harness(city), Harness(city)
+    for h in (kept, pruned):
+        closed_id = close_one_case(h)
+    filed_before = {k: v.get("filed") for k, v in pruned.engine.tables.daily_stats.items()}
+    kept.tick("G01", T0 + (days - 1) * 86400)
+    pruned.tick("G01", T0 + (days + 1) * 86400)
+    assert closed_id in kept.engine.tables.cases and closed_id not in pruned.engine.tables.cases
+    tables = pruned.engine.tables
+    assert closed_id not in [v for _, v in tables.site_cases.items()]
+    assert closed_id not in [v for _, v in tables.violation_cases.items()]
+    assert not list(tables.retired_cases.items()) and tables.retired_hours.get("G01") == []
+    assert {k: v.get("filed") for k, v in tables.daily_stats.items()} == filed_before  # statistics stay
+    later = T0 + (days + 2) * 86400
+    again_kept = kept.feed("detections", detection(violation="v2", at=later))
+    again_pruned = pruned.feed("detections", detection(violation="v2", at=later))
+    assert [i.recurrence_of for i in again_kept.incidents.values()] == [closed_id]  # 回潮 within retention
+    assert [i.recurrence_of for i in again_pruned.incidents.values()] == [None]
+
+
 def test_engine_skips_inputs_already_applied_and_redoes_a_half_applied_one(city):
     h = Harness(city)
     d = detection()
