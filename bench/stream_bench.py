@@ -72,7 +72,8 @@ def make_detections(city: City, count: int) -> list[Detection]:
             scenario = scenarios[(v // len(spots)) % len(scenarios)]
             at = now + step * 5 + v * 0.001
             out.append(Detection(
-                event_id=f"b{v}-{step}", kind="start" if step == 0 else "update", violation_id=f"{camera}/{v}/{scenario}",
+                event_id=f"b{v}-{step}", kind="start" if step == 0 else "update",
+                violation_id=f"{camera}/{v}/{scenario}",
                 camera_id=camera, scenario=scenario, zone_id=zone, object_class="car", track_id=v,
                 confidence=0.5 + step * 0.01, bbox=[0.1, 0.5, 0.3, 0.9], first_seen=to_iso(now), observed_at=to_iso(at),
                 dwell_s=150.0, plate=f"P{v % 500}",

@@ -12,9 +12,9 @@ go through Faust; only the packed cases-topic messages do.
 
 Delivery is at least once: the consumer commits a poll's offsets only after every message routed
 from it was acknowledged by Kafka (``acks=all``, idempotent producer), in poll order; up to
-``MAX_POLLS_IN_FLIGHT`` polls are routed while earlier ones wait for their acknowledgements.  After a crash or a rebalance
-the inputs since the last commit are routed again, and the case engine skips them by their source
-offsets (:mod:`stream.journal`).
+``MAX_POLLS_IN_FLIGHT`` polls are routed while earlier ones wait for their acknowledgements.  After
+a crash or a rebalance the inputs since the last commit are routed again, and the case engine skips
+them by their source offsets (:mod:`stream.journal`).
 
 Example::
 
@@ -59,7 +59,8 @@ class Intake(Service):
         self.instance = instance  # static group membership, as the Faust consumer has
         self.consumer: Any = None
         self.producer: Any = None
-        self.partition_of: dict[str, int] = {d: partition_for(d, city.kafka.partitions) for d in self.map.districts}
+        self.partition_of = {district: partition_for(district, city.kafka.partitions)
+                             for district in self.map.districts}
 
     async def on_start(self) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
