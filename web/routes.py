@@ -423,12 +423,18 @@ TO = Query(None, alias="to", description="last day YYYY-MM-DD (default: today)")
 BY = Query("scenario", description="scenario, grid, officer or camera")
 
 
+def _summary(request: Request, first: Optional[date], last: Optional[date], by: str) -> tuple:
+    """(period, rows, total) of the closure summary: what the JSON and the CSV report both show."""
+    period = _period(request, first, last)
+    rows, total = reports.summarise(_facts(request, period), by, reports.labels(_city(request), by))
+    return period, rows, total
+
+
 @router.get("/reports/summary", tags=["reports"], summary="closure, on-time, rework, false-alarm rates by group")
 async def summary(request: Request, first: Optional[date] = FROM, last: Optional[date] = TO,
                   by: Literal["scenario", "grid", "officer", "camera"] = BY,
                   who: Principal = Depends(REPORT_ROLES)) -> dict:
-    period = _period(request, first, last)
-    rows, total = reports.summarise(_facts(request, period), by, reports.labels(_city(request), by))
+    period, rows, total = _summary(request, first, last, by)
     return {"from": period.first.isoformat(), "to": period.last.isoformat(), "by": by,
             "rows": [r.as_dict() for r in rows], "total": total.as_dict()}
 
@@ -437,8 +443,7 @@ async def summary(request: Request, first: Optional[date] = FROM, last: Optional
 async def summary_csv(request: Request, first: Optional[date] = FROM, last: Optional[date] = TO,
                       by: Literal["scenario", "grid", "officer", "camera"] = BY,
                       who: Principal = Depends(REPORT_ROLES)) -> PlainTextResponse:
-    period = _period(request, first, last)
-    rows, total = reports.summarise(_facts(request, period), by, reports.labels(_city(request), by))
+    period, rows, total = _summary(request, first, last, by)
     name = f"nonsite-{by}-{period.first}-{period.last}.csv"
     return PlainTextResponse("\ufeff" + reports.to_csv(rows, total), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
