@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from stream.records import Detection, Evidence, to_iso
+from contract import Detection, Evidence, to_iso
 from detector.zones import Box, ZoneArea
 
 RED, GREEN, YELLOW, WHITE, BLACK = (0, 0, 255), (0, 200, 0), (0, 215, 255), (255, 255, 255), (0, 0, 0)

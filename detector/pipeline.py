@@ -33,7 +33,7 @@ from detector.rules import ANYWHERE, CameraRules, Frame as RuleFrame, ViolationE
 from detector.tracking import CameraTracker, Track
 from detector.zones import ZoneArea, covered_fraction, zones_of
 from nonsite.config import Camera, DetectorSettings, Scenario
-from stream.records import CameraStatus, Detection, Evidence, new_id, to_iso
+from contract import CameraStatus, Detection, Evidence, new_id, to_iso
 
 log = structlog.get_logger("detector.pipeline")
 

@@ -41,7 +41,7 @@ import structlog
 from detector import metrics
 from detector.spool import Spool, SpoolRecord
 from nonsite.config import Topics
-from stream.records import CameraStatus, ContractRecord, Detection
+from contract import CameraStatus, ContractRecord, Detection
 
 log = structlog.get_logger("detector.publisher")
 

@@ -22,6 +22,8 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 
 import structlog
 
+from contract import DeadLetter, to_iso
+from contract.deadletter import dead_letter, failure_reason
 from nonsite.config import City
 from stream.app import cases_topic_name, changelog_topic_name, partition_for
 from stream import codec
@@ -30,7 +32,6 @@ from stream.engine import Engine, Outputs, Tables
 from stream.intake import Envelope, unpack
 from stream.intake_consumer import Intake
 from stream.metrics import StreamMetrics
-from stream.records import to_iso
 
 STATE_TABLE = "case_state"  # every view of stream.engine.Tables, see stream.journal
 log = structlog.get_logger("nonsite.stream")
@@ -124,6 +125,14 @@ async def read_range(city: City, topic: str, partition: int, first: int, end: in
         await consumer.stop()
 
 
+def inputs_in(value: bytes) -> int:
+    """How many inputs a cases message holds (1 when it cannot be read: it was dead-lettered then)."""
+    try:
+        return len(unpack(value))
+    except Exception:  # noqa: BLE001
+        return 1
+
+
 def register(app: faust.App, city: City, clock: Callable[[], float], instance: str = "") -> None:
     names = city.kafka.topics
     partitions = city.kafka.partitions
@@ -134,7 +143,19 @@ def register(app: faust.App, city: City, clock: Callable[[], float], instance: s
     if app.conf.web_enabled:
         setup_prometheus_sensors(app, pattern="/metrics", registry=registry)
 
-    cases = app.topic(cases_topic_name(city), partitions=partitions, **RAW)
+    cases_topic = cases_topic_name(city)
+    cases = app.topic(cases_topic, partitions=partitions, **RAW)
+
+    def read_units(value: bytes, partition: int, offset: int) -> tuple[list[Envelope], list[DeadLetter]]:
+        """The inputs of one cases message, or none and its dead letter when it cannot be read (never raises)."""
+        try:
+            return unpack(value), []
+        except Exception as exc:  # noqa: BLE001  (message content must never stop the worker)
+            letter = dead_letter(cases_topic, partition, offset, f"cases message: {failure_reason(exc)}", value)
+            log.error("unreadable cases message dead-lettered", partition=partition, offset=offset,
+                      reason=letter.reason)
+            return [], [letter]
+
     make_flush_complete(app.producer.buffer)
     state = app.Table(STATE_TABLE, default=None, partitions=partitions)
     changelog = ChangelogStore(state, changelog_topic_name(city, STATE_TABLE))
@@ -171,7 +192,9 @@ def register(app: faust.App, city: City, clock: Callable[[], float], instance: s
 
     async def apply(partition: int, offset: int, value: bytes) -> None:
         redo_reads = tables.journal.redo_reads
-        out = engine.handle_batch(unpack(value), at=(partition, offset), commit=False)
+        inputs, unreadable = read_units(value, partition, offset)
+        out = engine.handle_batch_isolated(inputs, at=(partition, offset), cases_topic=cases_topic, commit=False)
+        out.dead_letters[:0] = unreadable
         if tables.journal.redo_reads != redo_reads:
             metrics.redone.inc()
         await publish(out)
@@ -186,7 +209,7 @@ def register(app: faust.App, city: City, clock: Callable[[], float], instance: s
             message = event.message
             last = engine.position(message.partition)
             if last is not None and message.offset <= last:
-                metrics.duplicates.inc(len(unpack(event.value)))  # delivered again: already applied
+                metrics.duplicates.inc(inputs_in(event.value))  # delivered again: already applied
                 continue
             if last is not None and message.offset > last + 1:
                 # The consumer skipped messages (seen with faust-streaming 0.15.3 after a restart:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Iterable, Optional
 
-from stream.records import CaseEvent
+from contract import CaseEvent
 
 DETECTED, DISPATCHED, ACCEPTED, ARRIVED = "DETECTED", "DISPATCHED", "ACCEPTED", "ARRIVED"
 RESOLVED, VERIFIED, CLOSED = "RESOLVED", "VERIFIED", "CLOSED"

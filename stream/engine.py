@@ -22,19 +22,19 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Callable, Mapping, MutableMapping, Optional, Sequence
 
+from contract import (Alert, CameraStatus, CaseEvent, DeadLetter, Detection, Feedback, Incident,
+                            Task)
+from contract import to_epoch as _to_epoch, to_iso as _to_iso
+from contract.deadletter import dead_letter, failure_reason
 from nonsite.config import City
 from stream import casefile, codec
 from stream.casefile import (ACCEPTED, ARRIVED, CLOSED, DETECTED, DISPATCHED, ESCALATED, REJECTED, REOPENED,
                              RESOLVED, SELF_CORRECTED, VERIFIED, CaseFile)
-from stream.deadletter import dead_letter
 from stream.dedup import CityMap, SiteCase, match_detection, site_key, spot
 from stream.dispatch import accept_by, choose_officer, deadline_of, on_duty_officers, task_id_for
 from stream.intake import Envelope, Fields
 from stream.journal import Journal, View
 from stream.offences import offender_keys, prior_offences, record_offence
-from stream.records import (Alert, CameraStatus, CaseEvent, DeadLetter, Detection, Feedback, Incident,
-                            Task)
-from stream.records import to_epoch as _to_epoch, to_iso as _to_iso
 from stream.stats import bump, stats_key
 from stream.verify import REOPEN, SELF_CORRECT, VERIFY, Presence, observe_camera, observe_detection, verdict
 
@@ -71,7 +71,7 @@ FEEDBACK_STATES = {"accept": ACCEPTED, "arrive": ARRIVED, "resolve": RESOLVED, "
 STATE_COUNTERS = {REOPENED: "reopened", REJECTED: "rejected_false_alarm", SELF_CORRECTED: "self_corrected",
                   ESCALATED: "escalated"}
 SYSTEM, CAMERA, TIMER = "system", "camera", "timer"
-INCIDENT_DEFAULTS = {name: Incident._options.defaults.get(name) for name in Incident._options.fields}
+INCIDENT_DEFAULTS = {name: Incident.defaults().get(name) for name in Incident.field_names()}
 
 
 @dataclass
@@ -125,6 +125,8 @@ class Outputs:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     earlier: list[Fields] = field(default_factory=list)  # superseded state snapshots of this batch, in order
     skipped: int = 0  # inputs skipped as already applied
+    resent: int = 0  # detections not newer than one already applied for their violation: nothing counted
+    dropped_ends: dict[str, int] = field(default_factory=dict)  # why -> ``end`` detections no open case took
     inputs: int = 0  # inputs seen so far (snapshot boundaries)
     _latest: dict[str, tuple["Case", int]] = field(default_factory=dict, repr=False)  # id -> (case, input)
 
@@ -178,6 +180,8 @@ class Case:
     task: Optional[dict[str, Any]] = None
     offender_keys: list[str] = field(default_factory=list)
     queued: bool = False
+    # violation id -> [epoch of its newest detection applied, event ids applied at that moment]
+    marks: dict[str, list] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -188,14 +192,25 @@ class Case:
         return Case(incident=dict(self.incident), file=self.file, presence=self.presence, district=self.district,
                     filed_at=self.filed_at, deadline=self.deadline, best_confidence=self.best_confidence,
                     attempt=self.attempt, accept_by=self.accept_by, resolved_at=self.resolved_at, task=self.task,
-                    offender_keys=self.offender_keys, queued=self.queued)
+                    offender_keys=self.offender_keys, queued=self.queued, marks=self.marks)
 
     def to_dict(self) -> dict[str, Any]:
         return {"incident": self.incident, "file": self.file.to_dict(), "presence": self.presence.to_dict(),
                 "district": self.district, "filed_at": self.filed_at, "deadline": self.deadline,
                 "best_confidence": self.best_confidence, "attempt": self.attempt, "accept_by": self.accept_by,
                 "resolved_at": self.resolved_at, "task": self.task, "offender_keys": self.offender_keys,
-                "queued": self.queued}
+                "queued": self.queued, "marks": self.marks}
+
+    def is_resend(self, d: Detection, at: float) -> bool:
+        """Whether ``d`` (observed at ``at``) is not newer than what this case applied of its violation:
+        the same event sent again, or an older one arriving late.  Either changes no count."""
+        mark = self.marks.get(d.violation_id)
+        return mark is not None and (at < mark[0] or (at == mark[0] and d.event_id in mark[1]))
+
+    def mark(self, d: Detection, at: float) -> None:
+        mark = self.marks.get(d.violation_id)
+        ids = mark[1] + [d.event_id] if mark is not None and at == mark[0] else [d.event_id]
+        self.marks = {**self.marks, d.violation_id: [at, ids]}  # replaced, never changed in place (copies share it)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Case":
@@ -204,6 +219,25 @@ class Case:
         values["file"] = CaseFile.from_dict(data["file"])
         values["presence"] = Presence.from_dict(data["presence"])
         return cls(**values)
+
+
+class InputFailed(Exception):
+    """Applying input ``index`` of a unit raised ``cause``."""
+
+    def __init__(self, index: int, cause: BaseException):
+        super().__init__(f"input {index}: {failure_reason(cause)}")
+        self.index, self.cause = index, cause
+
+
+def input_dead_letter(env: Envelope, reason: str, at: tuple[int, int], cases_topic: str) -> DeadLetter:
+    """The dead letter of an input the engine could not apply: where it came from, or its cases message."""
+    if env.kind == "tick":
+        topic, partition, offset = cases_topic, at[0], at[1]
+    else:
+        topic, partition_text = env.stream.rsplit(":", 1)
+        partition, offset = int(partition_text), env.offset
+    payload = env.payload.to_json() if hasattr(env.payload, "to_json") else codec.encode(env.payload)
+    return dead_letter(topic, partition, offset, f"case engine: {reason}", payload)
 
 
 def incident_id_for(district: str, detection_event_id: str) -> str:
@@ -256,8 +290,11 @@ class Engine:
         out = Outputs()
         positions: dict[str, Any] = {}  # source markers of this unit, written once at its end
         try:
-            for env in envs:
-                self._apply(env, out, journal.read, positions=positions)
+            for index, env in enumerate(envs):
+                try:
+                    self._apply(env, out, journal.read, positions=positions)
+                except Exception as exc:
+                    raise InputFailed(index, exc) from exc
                 out.inputs += 1
             self._write_saved()
             for key, position in positions.items():
@@ -268,6 +305,29 @@ class Engine:
         journal.write_last(f"{self.tables.source_offsets.prefix}@cases|{at[0]}", at[1])
         if commit:
             journal.commit()
+        return out
+
+    def handle_batch_isolated(self, envs: Sequence[Envelope], at: tuple[int, int], cases_topic: str,
+                              commit: bool = True) -> Outputs:
+        """:meth:`handle_batch`, where an input whose handling raises is dead-lettered, not fatal.
+
+        The unit is aborted and applied again without that input (the engine is deterministic, so the
+        others give the same result), until it applies; each input taken out becomes a dead letter with
+        the exception's class and text.  Should the unit fail outside any input, every input is
+        dead-lettered and only the message's position is recorded, so it is never met again.
+        """
+        remaining, failed = list(envs), []
+        while True:
+            try:
+                out = self.handle_batch(remaining, at, commit=commit)
+                break
+            except InputFailed as failure:
+                failed.append((remaining.pop(failure.index), failure_reason(failure.cause)))
+            except Exception as exc:  # noqa: BLE001  (message content must never stop the worker)
+                failed += [(env, failure_reason(exc)) for env in remaining]
+                out = self.handle_batch([], at, commit=commit)
+                break
+        out.dead_letters += [input_dead_letter(env, reason, at, cases_topic) for env, reason in failed]
         return out
 
     def _handle(self, env: Envelope) -> Outputs:
@@ -400,8 +460,8 @@ class Engine:
             self._count(case, now, "minutes_to_close", minutes)
             if now <= case.deadline:
                 self._count(case, now, "closed_on_time")
-            for violation_id in case.incident.get("violation_ids", []):
-                self.tables.violation_cases.pop(violation_id, None)
+        # its violation ids stay mapped to it until it leaves the state (:meth:`_forget`): a detection
+        # sent again later is then known as such, and a new one opens a new case (:meth:`_on_detection`)
         self._retire(case, now)
 
     # ------------------------------------------------------------------ retention
@@ -499,7 +559,7 @@ class Engine:
         officer = case.task["officer_id"]
         self.tables.officer_open_tasks[officer] = max(0, int(self.tables.officer_open_tasks.get(officer) or 0) - 1)
         case.task = {**case.task, "status": status}
-        out.tasks.append(Task.from_data(case.task))
+        out.tasks.append(Task(**case.task))
 
     def _enqueue(self, case: Case, now: float, out: Outputs) -> None:
         if case.queued:
@@ -525,12 +585,19 @@ class Engine:
         now, first = epoch_of_new(d.observed_at), to_epoch(d.first_seen)
         known_id = self.tables.violation_cases.get(d.violation_id)
         case = self.load(known_id)
+        if case is not None and case.is_resend(d, now):
+            out.resent += 1
+            return
         if case is not None and case.file.state == CLOSED:
+            if d.kind == "end":
+                _count_dropped(out, "case_closed")
+                return
             case = None
         recurrence_of = None
         if case is None:
             if d.kind == "end":
-                return  # the end of a violation no open case holds: nothing to do
+                _count_dropped(out, "no_case")  # the end of a violation no open case holds: nothing to do
+                return
             match = match_detection(d.scenario, d.camera_id, d.zone_id, first, now, self.map, self._site_case,
                                     self.settings.dedup_window_s)
             case = self.load(match.incident_id)
@@ -546,6 +613,7 @@ class Engine:
         """Add a detection to the case; ``known``: its violation id already belongs to this case."""
         inc = case.incident
         inc["detections"] = inc.get("detections", 0) + 1
+        case.mark(d, now)
         seen = iso_of(d.observed_at, now)
         inc["last_seen"] = later_iso(seen, inc["last_seen"])
         inc["updated_at"] = later_iso(seen, inc["updated_at"])
@@ -662,7 +730,7 @@ class Engine:
                         evidence=evidence):
             if f.action == "accept" and case.task:
                 case.task = {**case.task, "status": "accepted"}
-                out.tasks.append(Task.from_data(case.task))
+                out.tasks.append(Task(**case.task))
             elif f.action == "resolve":
                 case.resolved_at = now
         case.incident["updated_at"] = to_iso(max(now, to_epoch(case.incident["updated_at"])))
@@ -721,6 +789,10 @@ class Engine:
                        reason=f"deadline {to_iso(case.deadline)} passed")
 
 
+def _count_dropped(out: Outputs, reason: str) -> None:
+    out.dropped_ends[reason] = out.dropped_ends.get(reason, 0) + 1
+
+
 def _task_note(case: Case, reason: str) -> str:
     inc = case.incident
     parts = [reason]
@@ -736,7 +808,7 @@ def _task_note(case: Case, reason: str) -> str:
 def _plain(evidence: Any) -> dict[str, Any]:
     if isinstance(evidence, dict):
         return evidence
-    return evidence.asdict_deep() if hasattr(evidence, "asdict_deep") else codec.plain(evidence)
+    return evidence.asdict_deep()
 
 
 def _shas(evidence: list[Any]) -> tuple[str, ...]:

@@ -30,12 +30,12 @@ from typing import Any, Optional
 import structlog
 from mode import Service
 
+from contract import DeadLetter
 from nonsite.config import City
 from stream.app import cases_topic_name, partition_for
 from stream.dedup import CityMap
-from stream.intake import Envelope, admit_checked, pack
+from stream.intake import Envelope, admit, pack
 from stream.metrics import StreamMetrics
-from stream.records import DeadLetter
 
 INTAKE_BATCH = 2000  # messages per poll, at most
 MAX_POLLS_IN_FLIGHT = 4  # polls routed whose messages Kafka has not acknowledged yet, at most
@@ -110,20 +110,19 @@ class Intake(Service):
 
     async def route(self, polled: dict[Any, list[Any]]) -> list[asyncio.Future]:
         """Validate and route one poll; returns the acknowledgements of every message sent."""
-        by_district: dict[str, tuple[list[Envelope], list[Optional[bytes]]]] = {}
+        by_district: dict[str, tuple[list[Envelope], list[bytes]]] = {}
         sent: list[asyncio.Future] = []
         for tp, records in polled.items():
             role = self.role_of[tp.topic]
             self.metrics.messages_in.labels(topic=tp.topic).inc(len(records))
             for record in records:
-                result, plain_json = admit_checked(role, record.value, tp.topic, tp.partition, record.offset,
-                                                   self.map)
+                result = admit(role, record.value, tp.topic, tp.partition, record.offset, self.map)
                 if isinstance(result, DeadLetter):
                     sent.append(await self._dead_letter(result))
                 else:
                     envelopes, raws = by_district.setdefault(result.district, ([], []))
                     envelopes.append(result)
-                    raws.append(record.value if plain_json else None)
+                    raws.append(record.value)
         for district, (envelopes, raws) in by_district.items():
             for value in pack(envelopes, raws=raws):
                 sent.append(await self.producer.send(self.cases_topic, value, key=district.encode(),

@@ -33,6 +33,13 @@ class StreamMetrics:
         self.skipped_refetched = Counter("nonsite_stream_refetched_inputs",
                                          "Cases-topic messages the Faust consumer skipped and the agent read itself",
                                          registry=registry)
+        self.resent = Counter("nonsite_stream_resent_detections",
+                              "Detections not newer than one applied for their violation (sent again): nothing counted",
+                              registry=registry)
+        self.dropped_ends = Counter("nonsite_stream_dropped_ends",
+                                    "Detection ends no open case took (case_closed: its case had closed; "
+                                    "no_case: no case had its violation)",
+                                    ["reason"], registry=registry)
         self.open_cases = Gauge("nonsite_stream_open_cases", "Open cases by state", ["district", "state"],
                                 registry=registry)
         self.consumer_lag = Gauge("nonsite_stream_consumer_lag", "End offset minus read offset",
@@ -42,6 +49,10 @@ class StreamMetrics:
         """``counters``: topic role -> the ``messages_out`` child of that topic."""
         if out.skipped:
             self.duplicates.inc(out.skipped)
+        if out.resent:
+            self.resent.inc(out.resent)
+        for reason, count in out.dropped_ends.items():
+            self.dropped_ends.labels(reason=reason).inc(count)
         for role, count in (("incidents", out.snapshot_count), ("tasks", len(out.tasks)),
                             ("case_events", len(out.case_events)), ("alerts", len(out.alerts)),
                             ("dead_letter", len(out.dead_letters))):

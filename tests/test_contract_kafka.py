@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from stream.records import (CONTRACT, Alert, CameraStatus, CaseEvent, ContractError, DeadLetter, Detection,
+from contract import (CONTRACT, Alert, CameraStatus, CaseEvent, ContractError, DeadLetter, Detection,
                             Evidence, Feedback, Incident, Task, new_id, utc_now)
 
 pytestmark = pytest.mark.kafka

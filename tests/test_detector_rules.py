@@ -16,7 +16,7 @@ from detector.sources import Frame as CameraFrame
 from detector.tracking import CameraTracker
 from detector.zones import ZoneArea
 from nonsite.config import Camera, DetectorSettings, MotionSettings, Scenario
-from stream.records import Detection
+from contract import Detection
 
 EPOCH = 1_800_000_000.0
 SIDEWALK = ZoneArea("z-walk", "sidewalk", ((0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)))

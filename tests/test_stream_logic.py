@@ -15,10 +15,10 @@ from stream.casefile import (ACCEPTED, ARRIVED, CLOSED, DETECTED, DISPATCHED, ES
 from stream.dedup import CityMap, SiteCase, district_of_incident, match_detection, metres_between
 from stream.dispatch import choose_officer, on_duty
 from stream.engine import Engine, Tables
-from stream.intake import Envelope, admit, admit_checked, pack, unpack
+from stream.intake import Envelope, admit, pack, unpack
 from stream.journal import Journal, View
 from stream.offences import offender_keys, prior_offences, record_offence
-from stream.records import CameraStatus, DeadLetter, Detection, Evidence, Feedback, Incident, to_iso
+from contract import CameraStatus, ContractError, DeadLetter, Detection, Evidence, Feedback, Incident, to_iso
 from stream.stats import StatsKey, aggregate, bump, rates
 from stream.verify import REOPEN, SELF_CORRECT, VERIFY, Presence, observe_camera, observe_detection, verdict
 
@@ -195,18 +195,18 @@ def detection(camera="cam-01", kind="start", at=T0, violation="v", zone="z-road"
     (b'[1]', "expected a JSON object"),
     (detection(camera="cam-99").to_json(), "unknown camera id 'cam-99'"),
     (detection(zone="z-nowhere").to_json(), "unknown zone 'z-nowhere'"),
-    (detection(kind="middle").to_json(), "Detection.kind: unknown kind 'middle'"),
+    (detection(kind="middle").to_json(), "Detection.kind: invalid enum value 'middle' (one of start, update, end)"),
     (detection(scenario="jaywalking").to_json(), "unknown scenario 'jaywalking'"),
 ])
 def test_bad_detections_become_dead_letters(city, raw, reason):
-    letter = admit("detections", raw, "nonsite.detections", 3, 77, city, CityMap.build(city))
+    letter = admit("detections", raw, "nonsite.detections", 3, 77, CityMap.build(city))
     assert isinstance(letter, DeadLetter) and reason in letter.reason
     assert (letter.topic, letter.partition, letter.offset) == ("nonsite.detections", 3, 77)
 
 
 def test_feedback_for_unknown_district_is_a_dead_letter(city):
     f = Feedback(feedback_id="f", incident_id="G99.abc", action="accept", actor="O101", at=to_iso(T0))
-    letter = admit("feedback", f.to_json(), "nonsite.feedback", 0, 5, city, CityMap.build(city))
+    letter = admit("feedback", f.to_json(), "nonsite.feedback", 0, 5, CityMap.build(city))
     assert isinstance(letter, DeadLetter) and "feedback for unknown case 'G99.abc'" in letter.reason
 
 
@@ -221,7 +221,7 @@ class Harness:
 
     def feed(self, role: str, record, partition: int = 0):
         offset = self.offsets[role] = self.offsets.get(role, -1) + 1
-        env = admit(role, record.to_json(), role, partition, offset, self.city, self.map)
+        env = admit(role, record.to_json(), role, partition, offset, self.map)
         assert isinstance(env, Envelope), env
         out = self.engine.handle(env)
         self.events += out.case_events
@@ -298,11 +298,11 @@ def test_ended_cases_leave_the_state_after_the_retention_period(city):
 def test_engine_skips_inputs_already_applied_and_redoes_a_half_applied_one(city):
     h = Harness(city)
     d = detection()
-    env = admit("detections", d.to_json(), "det", 0, 0, city, h.map)
+    env = admit("detections", d.to_json(), "det", 0, 0, h.map)
     first = h.engine.handle(env)
     assert h.engine.handle(env).skipped  # its marker landed: already applied
     # a crash after only some of the next input's writes reached the changelog:
-    update = admit("detections", detection(kind="update", at=T0 + 5).to_json(), "det", 0, 1, city, h.map)
+    update = admit("detections", detection(kind="update", at=T0 + 5).to_json(), "det", 0, 1, h.map)
     before = json.loads(json.dumps(h.store))
     h.engine.handle(update)
     after = json.loads(json.dumps(h.store))
@@ -313,7 +313,7 @@ def test_engine_skips_inputs_already_applied_and_redoes_a_half_applied_one(city)
     redo = Engine(city, Tables.over(half), h.map).handle(update)
     assert not redo.skipped and half == after
     # ...and when the next input's first write landed but not its marker, this one stays applied
-    later = admit("detections", detection(kind="update", at=T0 + 9).to_json(), "det", 0, 2, city, h.map)
+    later = admit("detections", detection(kind="update", at=T0 + 9).to_json(), "det", 0, 2, h.map)
     h.engine.handle(later)
     final = json.loads(json.dumps(h.store))
     partial = dict(after)
@@ -349,25 +349,31 @@ def test_journal_view_pop_and_items():
     assert dict(view.items()) == {"a": 1}
 
 
-@pytest.mark.parametrize("field, value", [
-    ("track_id", "7"), ("track_id", True), ("track_id", 1.5), ("confidence", "high"), ("confidence", False),
-    ("bbox", [0, "a", 1, 1]), ("bbox", "0,0,1,1"), ("evidence", [{"kind": "annotated"}]),
-    ("evidence", [{"kind": 3, "sha256": "f", "uri": "u"}]), ("evidence", {}), ("plate", 12), ("camera_id", None),
-    ("first_seen", "yesterday"), ("first_seen", "2026-11-21T01:00:00"), ("schema_version", 2),
-    ("schema_version", None), ("kind", ["start"]),
+@pytest.mark.parametrize("field, value, reason", [
+    ("track_id", "7", "Detection.track_id: expected int, got str"),
+    ("track_id", True, "Detection.track_id: expected int, got bool"),
+    ("confidence", False, "Detection.confidence: expected float, got bool"),
+    ("bbox", [0, "a", 1, 1], "Detection.bbox[1]: expected float, got str"),
+    ("evidence", [{"kind": "annotated"}], "Detection.evidence[0].sha256: missing field"),
+    ("evidence", {}, "Detection.evidence: expected array, got object"),
+    ("plate", 12, "Detection.plate: expected str | null, got int"),
+    ("camera_id", None, "Detection.camera_id: expected str, got null"),
+    ("first_seen", "2026-11-21T01:00:00", "Detection.first_seen: not a UTC ISO-8601 timestamp: '2026-11-21T01:00:00'"),
+    ("schema_version", 2, "schema_version: unsupported 2 (this build reads 1)"),
+    ("kind", ["start"], "Detection.kind: expected str, got array"),
 ])
-def test_intake_validation_rejects_like_the_contract(city, field, value):
-    """The intake's fast field checks give the same verdict and message as Detection.from_json."""
+def test_intake_dead_letters_name_the_field(city, field, value, reason):
+    """Intake refuses with the contract's own message, naming the field (one validator for both)."""
     data = {**json.loads(detection().to_json()), field: value}
-    with pytest.raises(Exception) as contract:
+    with pytest.raises(ContractError) as refused:
         Detection.from_json(json.dumps(data))
-    letter = admit("detections", json.dumps(data).encode(), "nonsite.detections", 0, 1, city, CityMap.build(city))
-    assert isinstance(letter, DeadLetter) and letter.reason == str(contract.value)
+    letter = admit("detections", json.dumps(data).encode(), "nonsite.detections", 0, 1, CityMap.build(city))
+    assert isinstance(letter, DeadLetter) and letter.reason == str(refused.value) == reason
 
 
 def test_intake_accepts_what_the_contract_accepts(city):
     data = {**json.loads(detection().to_json()), "confidence": 1, "plate": None, "bbox": [0, 0.5, 1, 1.0]}
-    env = admit("detections", json.dumps(data).encode(), "nonsite.detections", 0, 1, city, CityMap.build(city))
+    env = admit("detections", json.dumps(data).encode(), "nonsite.detections", 0, 1, CityMap.build(city))
     assert isinstance(env, Envelope) and env.payload.confidence == 1 and env.payload.plate is None
     assert Detection.from_json(json.dumps(data)).confidence == 1
     assert Envelope.from_bytes(env.to_bytes()) == env  # as the engine reads it from the cases topic
@@ -384,7 +390,7 @@ def scripted_inputs(city):
     script.append(("detections", detection(camera="cam-02", zone="z-side-walk", violation="w", kind="end",
                                            at=T0 + 40)))
     first = Engine(city, Tables.in_memory(), cmap)
-    env = admit("detections", detection().to_json(), "detections", 0, 0, city, cmap)
+    env = admit("detections", detection().to_json(), "detections", 0, 0, cmap)
     incident_id = next(iter(first.handle(env).incidents))
     for action in ("accept", "arrive", "resolve"):
         script.append(("feedback", Feedback(feedback_id=action, incident_id=incident_id, action=action, actor="O101",
@@ -403,7 +409,7 @@ def envelopes(city, script):
             out.append(Envelope("tick", "G01", "tick", -1, {"now": to_iso(record)}))
             continue
         offset = offsets[role] = offsets.get(role, -1) + 1
-        out.append(admit(role, record.to_json(), role, 0, offset, city, cmap))
+        out.append(admit(role, record.to_json(), role, 0, offset, cmap))
     return out
 
 
@@ -470,10 +476,7 @@ def test_packed_raw_inputs_reach_the_engine_as_admitted(city):
     cmap = CityMap.build(city)
     data = {**json.loads(detection().to_json()), "extra": "ignored"}
     raws = [json.dumps(data).encode(), json.dumps({**data, "event_id": "e2", "plate": None}).encode()]
-    admitted = [admit_checked("detections", raw, "nonsite.detections", 0, offset, cmap)
-                for offset, raw in enumerate(raws)]
-    assert [ok for _, ok in admitted] == [True, True]
-    envelopes = [env for env, _ in admitted]
+    envelopes = [admit("detections", raw, "nonsite.detections", 0, offset, cmap) for offset, raw in enumerate(raws)]
     [message] = pack(envelopes, raws=[raws[0], None])  # None: encoded from the admitted fields
     assert unpack(message) == envelopes
     assert not hasattr(envelopes[0].payload, "extra")
@@ -482,6 +485,49 @@ def test_packed_raw_inputs_reach_the_engine_as_admitted(city):
 def test_nan_is_not_json_for_the_contract_either(city):
     """json.loads reads NaN, msgspec and RFC 8259 do not: the contract refuses it, so intake dead-letters it."""
     raw = detection().to_json().replace(b'"dwell_s":', b'"dwell_s":NaN,"was":')
-    letter, _ = admit_checked("detections", raw, "nonsite.detections", 0, 9, CityMap.build(city))
+    letter = admit("detections", raw, "nonsite.detections", 0, 9, CityMap.build(city))
     assert isinstance(letter, DeadLetter)
-    assert letter.reason == "not JSON: NaN is not a JSON number"
+    assert letter.reason.startswith("not JSON: JSON is malformed: invalid character")
+
+
+# ------------------------------------------------------------------ hardening: re-sends, dropped ends, poison
+def test_a_detection_sent_again_changes_no_count(city):
+    h = Harness(city)
+    start = detection()
+    [incident] = h.feed("detections", start).incidents.values()
+    update = detection(kind="update", at=T0 + 60)
+    assert h.feed("detections", update).incidents[incident.incident_id].detections == 2
+    for again in (start, update, update):  # the same event ids, at new offsets
+        out = h.feed("detections", again)
+        assert out.resent == 1 and not out.incidents and not out.case_events
+    assert h.engine.tables.cases[incident.incident_id]["incident"]["detections"] == 2
+    later = h.feed("detections", detection(kind="update", at=T0 + 61))
+    assert later.incidents[incident.incident_id].detections == 3  # a new one still counts
+
+
+def test_an_end_no_open_case_takes_is_counted(city):
+    h = Harness(city)
+    closed_id = close_one_case(h)
+    out = h.feed("detections", detection(kind="end", at=T0 + 400))
+    assert out.dropped_ends == {"case_closed": 1}
+    assert h.engine.tables.cases[closed_id]["file"]["state"] == CLOSED
+    out = h.feed("detections", detection(kind="end", violation="never-started", at=T0 + 401))
+    assert out.dropped_ends == {"no_case": 1}
+
+
+def test_an_input_the_engine_cannot_apply_is_dead_lettered_and_the_rest_applies(city):
+    cmap = CityMap.build(city)
+    good = [admit("detections", detection(violation=f"v{i}", zone="z-road").to_json(), "nonsite.detections", 0, i,
+                  cmap) for i in range(3)]
+    # a payload the engine trips over (as a contract/engine mismatch would make one): not a Detection
+    poison = Envelope("detections", good[0].district, "nonsite.detections:0", 7, {"camera_id": "cam-01"})
+    engine = Engine(city, Tables.in_memory(), cmap)
+    out = engine.handle_batch_isolated([good[0], poison, good[1], good[2]], at=(0, 0), cases_topic="cases")
+    [letter] = out.dead_letters
+    assert (letter.topic, letter.partition, letter.offset) == ("nonsite.detections", 0, 7)
+    assert letter.reason.startswith("case engine: AttributeError")
+    [incident] = out.incidents.values()
+    assert incident.detections == 3  # every valid input of the message applied, once
+    assert engine.position(0) == 0  # the message is applied: the worker skips it if delivered again
+    again = engine.handle_batch_isolated([good[0]], at=(0, 1), cases_topic="cases")
+    assert again.skipped == 1 and not again.incidents  # intake forwarding it again changes nothing

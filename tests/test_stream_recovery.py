@@ -1,7 +1,8 @@
 """SIGKILL a worker mid-stream, start it again: the outcome equals that of an uninterrupted run.
 
 Two isolated systems (own topics, own app id) get the same inputs.  Run A is never interrupted;
-run B's worker is killed with SIGKILL while it works through the detections and started again.
+run B's worker is killed with SIGKILL ten times while it works through the detections, and started
+again each time.
 Compared: every table (read back from its changelog), the latest incident snapshots, the tasks and
 the case events (deduplicated by event id, which is how consumers read an at-least-once log; a
 re-sent event must be identical to the first copy).
@@ -19,7 +20,7 @@ import pytest
 from nonsite.config import City
 from stream.dedup import CityMap
 from stream.engine import Tables, incident_id_for
-from stream.records import Detection, Evidence, Feedback, to_iso
+from contract import Detection, Evidence, Feedback, to_iso
 from stream_support import Inputs, Reader, WorkerProcess, make_city, read_changelog
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -45,7 +46,7 @@ def planned_detections() -> list[Detection]:
                         violation_id=violation, camera_id=camera, scenario=scenario, zone_id=zone,
                         object_class="car", track_id=s * 10 + z, confidence=0.5 + 0.01 * round_,
                         bbox=[0.1, 0.5, 0.3, 0.9], first_seen=to_iso(BASE), observed_at=to_iso(at), dwell_s=130.0,
-                        plate=f"川A{g}{s}{z}" if s == 0 else None,
+                        plate=f"川A{g}{s}{z}12" if s == 0 else None,
                         evidence=[Evidence(kind="annotated", sha256=f"{g}{s}{z}{round_}".rjust(64, "0"), uri="e")]))
     return plan
 
@@ -106,22 +107,26 @@ def metric(port: int, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def run(tmp: Path, kill_after_events: int | None) -> tuple[dict, dict]:
+def run(tmp: Path, kills: int) -> tuple[dict, dict]:
+    """Both runs send the detections in ten waves; with ``kills``, the worker is killed (SIGKILL) as soon
+    as it has begun to apply a wave, and started again."""
     city = make_city(tmp, GRIDS, acceptance_minutes=60, commit_interval_s=5.0)
     city_map = CityMap.build(city)
     detections, feedback = planned_detections(), planned_feedback(city_map)
     incidents = len([d for d in detections if d.kind == "start"])
     inputs, readers = Inputs(city), readers_for(city)
     worker = WorkerProcess(city, tmp).start()
-    info = {"restarted": False, "skipped_after_restart": 0.0}
+    info = {"restarts": 0, "skipped_after_restart": 0.0}
     try:
-        produce(inputs, detections)
-        if kill_after_events:
-            readers["case_events"].wait_for(lambda items: len(items) >= kill_after_events, 120, "work to kill")
-            worker.kill()
-            info["killed_at_events"] = len(readers["case_events"].poll())
-            worker.start()  # same data dir, same web port: the same worker, restarted
-            info["restarted"] = True
+        waves = 10
+        for wave in range(waves):
+            seen = len(readers["incidents"].poll())  # every detection applied publishes a snapshot
+            produce(inputs, detections[wave * len(detections) // waves:(wave + 1) * len(detections) // waves])
+            if wave < kills:
+                readers["incidents"].wait_for(lambda items: len(items) > seen, 120, f"work of wave {wave} to kill")
+                worker.kill()
+                worker.start()  # same data dir, same web port: the same worker, restarted
+                info["restarts"] += 1
         detected = lambda e: e["action"] == "detect"  # noqa: E731
         dispatched = lambda e: e["action"] == "dispatch"  # noqa: E731
         wait_count(readers["case_events"], detected, incidents, 180, "every incident")
@@ -133,7 +138,7 @@ def run(tmp: Path, kill_after_events: int | None) -> tuple[dict, dict]:
         produce(inputs, feedback)  # after the detections, so both runs apply them in the same order
         arrived = lambda e: e["to_state"] == "ARRIVED"  # noqa: E731
         wait_count(readers["case_events"], arrived, len(feedback) // 2, 120, "every arrival")
-        if kill_after_events:
+        if kills:
             info["skipped_after_restart"] = metric(worker.web_port, "nonsite_stream_duplicate_inputs_total")
             info["redone_after_restart"] = metric(worker.web_port, "nonsite_stream_redone_units_total")
     finally:
@@ -147,11 +152,11 @@ def run(tmp: Path, kill_after_events: int | None) -> tuple[dict, dict]:
     return result, info
 
 
-def test_worker_killed_mid_stream_recovers_to_the_same_outcome(kafka_bootstrap: str, tmp_path: Path):
+def test_worker_killed_ten_times_mid_stream_recovers_to_the_same_outcome(kafka_bootstrap: str, tmp_path: Path):
     expected_incidents = len(GRIDS) * len(SCENARIOS) * len(ZONES)
-    clean, _ = run(tmp_path / "clean", kill_after_events=None)
-    killed, info = run(tmp_path / "killed", kill_after_events=expected_incidents // 2)
-    assert info["restarted"]
+    clean, _ = run(tmp_path / "clean", kills=0)
+    killed, info = run(tmp_path / "killed", kills=10)
+    assert info["restarts"] == 10
     assert len(clean["incidents"]) == expected_incidents
     assert {e["action"] for e in clean["events"].values()} >= {"detect", "dispatch", "accept", "arrive"}
     assert killed["events"] == clean["events"]

@@ -1,0 +1,63 @@
+"""The field types of the contract, each with its bounds: what a message may hold, stated once.
+
+msgspec checks these while it decodes, in C, and names the field of the first one broken.
+Input records (what detectors and officers send) get tight bounds; the outputs the stream writes
+use the same types with room for long-lived cases.
+
+Example::
+
+    >>> import msgspec
+    >>> msgspec.convert(1.5, Probability)
+    Traceback (most recent call last):
+    ...
+    msgspec.ValidationError: Expected `float` <= 1.0
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from msgspec import Meta
+
+# a name or id made by a program: letters (any script), digits and a few separators; no spaces,
+# quotes, angle brackets or control characters
+ID_PATTERN = r"^[\w.:/|@#+=-]+$"
+ID_OR_EMPTY_PATTERN = r"^[\w.:/|@#+=-]*$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+# a Chinese plate: province, issuing letter, then 5 (blue, yellow) or 6 (green new-energy) characters,
+# the last of which may be a suffix such as 学 (driving school) or 警 (police)
+PLATE_PATTERN = (r"^[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领]"
+                 r"[A-Z][A-Z0-9]{4,5}[A-Z0-9挂学警港澳领使试超]$")
+
+PATTERN_NAMES = {ID_PATTERN: "an id (letters, digits and . : / | @ # + = - only)",
+                 PLATE_PATTERN: "a Chinese plate (province, letter, 5 or 6 characters)",
+                 SHA256_PATTERN: "a sha256 (64 lowercase hex digits)",
+                 ID_OR_EMPTY_PATTERN: "an id or empty (letters, digits and . : / | @ # + = - only)"}
+Id = Annotated[str, Meta(min_length=1, max_length=160, pattern=ID_PATTERN)]
+OptionalZoneId = Annotated[str, Meta(max_length=160, pattern=ID_OR_EMPTY_PATTERN)]  # "" = the whole frame
+Timestamp = Annotated[str, Meta(max_length=40)]  # ISO-8601 with an offset: checked after decoding
+Sha256 = Annotated[str, Meta(pattern=SHA256_PATTERN)]
+Plate = Annotated[str, Meta(pattern=PLATE_PATTERN)]
+Uri = Annotated[str, Meta(min_length=1, max_length=1024)]
+ShortText = Annotated[str, Meta(max_length=200)]
+Text = Annotated[str, Meta(max_length=4000)]  # reasons, notes, messages, addresses
+RawText = Annotated[str, Meta(max_length=20_000)]  # a dead letter's copy of the bad message
+
+Probability = Annotated[float, Meta(ge=0.0, le=1.0)]
+Normalised = Annotated[float, Meta(ge=0.0, le=1.0)]  # an image coordinate as a share of width or height
+BBox = Annotated[list[Normalised], Meta(min_length=4, max_length=4)]  # x1, y1, x2, y2
+Seconds = Annotated[float, Meta(ge=0.0, le=10 * 366 * 86400.0)]
+Count = Annotated[int, Meta(ge=0, le=2**53)]
+Latitude = Annotated[float, Meta(ge=-90.0, le=90.0)]
+Longitude = Annotated[float, Meta(ge=-180.0, le=180.0)]
+Priority = Annotated[int, Meta(ge=1, le=9)]
+
+CaseState = Literal["DETECTED", "DISPATCHED", "ACCEPTED", "ARRIVED", "RESOLVED", "VERIFIED", "CLOSED",
+                    "REJECTED", "REOPENED", "SELF_CORRECTED", "ESCALATED"]
+DetectionKind = Literal["start", "update", "end"]
+CameraState = Literal["online", "offline"]
+FeedbackAction = Literal["accept", "arrive", "resolve", "reject", "reassign"]
+TaskStatus = Literal["assigned", "accepted", "superseded", "done"]
+AlertKind = Literal["new_incident", "escalated", "no_officer", "camera_offline", "camera_online", "reopened",
+                    "refused"]
+Severity = Literal["info", "warning", "critical"]
+EvidenceKind = Literal["annotated", "clean", "first_seen", "officer_photo"]

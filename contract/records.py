@@ -1,0 +1,265 @@
+"""The event contract: every record that crosses Kafka, defined once, with its bounds.
+
+The detector, the stream worker and the web app all use these classes, so a field renamed here is
+renamed everywhere.  Every record carries ``schema_version``, an id and UTC ISO-8601 timestamps
+(``...Z``).  Records are msgspec Structs: :func:`contract.validate.decode` parses and checks a
+message in one pass and names the field of the first problem.
+
+Example::
+
+    >>> d = Detection(event_id=new_id(), kind="start", violation_id="cam-01/7/stray_dog",
+    ...               camera_id="cam-01", scenario="stray_dog", zone_id="", object_class="dog",
+    ...               track_id=7, confidence=0.81, bbox=[0.1, 0.2, 0.3, 0.5],
+    ...               first_seen=utc_now(), observed_at=utc_now(), dwell_s=121.0)
+    >>> Detection.from_json(d.to_json()) == d
+    True
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Optional, Type, TypeVar
+
+import msgspec
+
+from contract.clock import new_id, utc_now  # noqa: F401  (the docstring's example)
+from contract.fields import (AlertKind, BBox, CameraState, CaseState, Count, DetectionKind, EvidenceKind,
+                             FeedbackAction, Id, Latitude, Longitude, OptionalZoneId, Plate, Priority, Probability,
+                             RawText, Seconds, Severity, Sha256, ShortText, TaskStatus, Text, Timestamp, Uri)
+
+SCHEMA_VERSION = 1
+R = TypeVar("R", bound="Record")
+_encode = msgspec.json.Encoder().encode
+
+
+class Record(msgspec.Struct, kw_only=True, gc=False):
+    """Base for every record on the bus.
+
+    ``gc=False``: records hold only strings, numbers and lists of them, so they cannot form
+    reference cycles, and the collector need not track the thousands a batch keeps alive.
+    """
+
+    TIMESTAMP_FIELDS: ClassVar[tuple[str, ...]] = ()
+    INPUT: ClassVar[bool] = False  # sent by detectors or people: decoded with the tight size bound
+
+    def to_json(self) -> bytes:
+        return _encode(self)
+
+    def asdict_deep(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)
+
+    @classmethod
+    def from_json(cls: Type[R], payload: bytes | str) -> R:
+        """Parse and validate one message; raises :class:`~contract.validate.ContractError` naming the field."""
+        from contract.validate import decode
+
+        return decode(cls, payload)
+
+    @classmethod
+    def from_dict(cls: Type[R], data: Any) -> R:
+        """Validate decoded JSON data (a dict) as this record."""
+        from contract.validate import convert
+
+        return convert(cls, data)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return cls.__struct_fields__
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The default of every field that has one (a fresh copy of mutable ones)."""
+        return {f.name: (f.default_factory() if f.default_factory is not msgspec.NODEFAULT else f.default)
+                for f in msgspec.structs.fields(cls)
+                if f.default is not msgspec.NODEFAULT or f.default_factory is not msgspec.NODEFAULT}
+
+
+class Evidence(Record):
+    """One evidence file in the evidence store, addressed by its sha256."""
+
+    kind: EvidenceKind
+    sha256: Sha256
+    uri: Uri
+    content_type: ShortText = "image/jpeg"
+    schema_version: int = SCHEMA_VERSION
+
+
+class Detection(Record):
+    """A violation's lifecycle as the detector sees it: ``start`` once, ``update`` while it lasts, ``end``."""
+
+    TIMESTAMP_FIELDS = ("first_seen", "observed_at")
+    INPUT = True
+    KINDS: ClassVar[tuple[str, ...]] = ("start", "update", "end")
+
+    event_id: Id
+    kind: DetectionKind
+    violation_id: Id
+    camera_id: Id
+    scenario: Id
+    zone_id: OptionalZoneId
+    object_class: Id
+    track_id: Count
+    confidence: Probability
+    bbox: BBox  # normalised x1, y1, x2, y2
+    first_seen: Timestamp
+    observed_at: Timestamp
+    dwell_s: Seconds
+    evidence: list[Evidence] = msgspec.field(default_factory=list)
+    plate: Optional[Plate] = None
+    shop_id: Optional[Id] = None
+    schema_version: int = SCHEMA_VERSION
+
+
+class CameraStatus(Record):
+    """Camera health plus what its latest inference saw: the stream app verifies disposal from ``active``."""
+
+    TIMESTAMP_FIELDS = ("observed_at", "last_frame_at", "last_inference_at")
+    INPUT = True
+    STATES: ClassVar[tuple[str, ...]] = ("online", "offline")
+
+    event_id: Id
+    camera_id: Id
+    state: CameraState
+    observed_at: Timestamp
+    last_frame_at: Optional[Timestamp] = None
+    last_inference_at: Optional[Timestamp] = None
+    active: list[Id] = msgspec.field(default_factory=list)  # "scenario/zone_id" of every violation present
+    reason: Text = ""
+    schema_version: int = SCHEMA_VERSION
+
+
+class Incident(Record):
+    """One real-world violation (a case, 案件), merged from repeated detections."""
+
+    TIMESTAMP_FIELDS = ("first_seen", "last_seen", "updated_at")
+
+    incident_id: Id
+    camera_id: Id
+    scenario: Id
+    zone_id: OptionalZoneId
+    grid_id: Id
+    state: CaseState
+    first_seen: Timestamp
+    last_seen: Timestamp
+    updated_at: Timestamp
+    detections: Count = 1
+    cameras: list[Id] = msgspec.field(default_factory=list)
+    violation_ids: list[Id] = msgspec.field(default_factory=list)
+    evidence: list[Evidence] = msgspec.field(default_factory=list)
+    lat: Optional[Latitude] = None
+    lon: Optional[Longitude] = None
+    address: Text = ""
+    priority: Priority = 3
+    first_offence: bool = False
+    prior_offences: Count = 0
+    recurrence_of: Optional[Id] = None
+    officer_id: Optional[Id] = None
+    task_id: Optional[Id] = None
+    deadline: Optional[Timestamp] = None
+    reopen_count: Count = 0
+    schema_version: int = SCHEMA_VERSION
+
+
+class Task(Record):
+    """A dispatch of one incident to one officer (派遣); a reassignment is a new task."""
+
+    TIMESTAMP_FIELDS = ("assigned_at", "accept_by", "deadline")
+    STATUSES: ClassVar[tuple[str, ...]] = ("assigned", "accepted", "superseded", "done")
+
+    task_id: Id
+    incident_id: Id
+    officer_id: Id
+    grid_id: Id
+    scenario: Id
+    assigned_at: Timestamp
+    accept_by: Timestamp
+    deadline: Timestamp
+    status: TaskStatus = "assigned"
+    attempt: Count = 1
+    first_offence: bool = False
+    note: Text = ""
+    schema_version: int = SCHEMA_VERSION
+
+
+class Feedback(Record):
+    """An officer's (or operator's) action on a case: accept, arrive, resolve, reject, reassign."""
+
+    TIMESTAMP_FIELDS = ("at",)
+    INPUT = True
+    ACTIONS: ClassVar[tuple[str, ...]] = ("accept", "arrive", "resolve", "reject", "reassign")
+
+    feedback_id: Id
+    incident_id: Id
+    action: FeedbackAction
+    actor: Id
+    at: Timestamp
+    task_id: Optional[Id] = None
+    reason: Text = ""
+    note: Text = ""
+    evidence: list[Evidence] = msgspec.field(default_factory=list)
+    target_officer: Optional[Id] = None
+    schema_version: int = SCHEMA_VERSION
+
+
+class CaseEvent(Record):
+    """One line of the append-only audit log (执法全过程记录); replaying them rebuilds every case."""
+
+    TIMESTAMP_FIELDS = ("at",)
+
+    event_id: Id
+    incident_id: Id
+    seq: Count
+    at: Timestamp
+    actor: Id
+    action: Id
+    from_state: Optional[CaseState]
+    to_state: Optional[CaseState]
+    applied: bool = True
+    reason: Text = ""
+    evidence: list[Sha256] = msgspec.field(default_factory=list)  # sha256 of the evidence this step rests on
+    task_id: Optional[Id] = None
+    officer_id: Optional[Id] = None
+    source: ShortText = ""  # topic/partition/offset of the message that caused it (contract.position)
+    schema_version: int = SCHEMA_VERSION
+
+
+class Alert(Record):
+    """Something the operations center must see now (live alert wall)."""
+
+    TIMESTAMP_FIELDS = ("at",)
+    SEVERITIES: ClassVar[tuple[str, ...]] = ("info", "warning", "critical")
+
+    alert_id: Id
+    kind: AlertKind
+    severity: Severity
+    at: Timestamp
+    message: Text
+    incident_id: Optional[Id] = None
+    camera_id: Optional[Id] = None
+    grid_id: Optional[Id] = None
+    schema_version: int = SCHEMA_VERSION
+
+
+class DeadLetter(Record):
+    """A message no consumer could use, kept with why and where it came from."""
+
+    TIMESTAMP_FIELDS = ("at",)
+
+    dead_letter_id: ShortText
+    topic: ShortText
+    partition: Count
+    offset: Count
+    reason: Text
+    at: Timestamp
+    raw: RawText
+    schema_version: int = SCHEMA_VERSION
+
+
+CONTRACT: dict[str, type[Record]] = {
+    "detection": Detection,
+    "camera_status": CameraStatus,
+    "incident": Incident,
+    "task": Task,
+    "feedback": Feedback,
+    "case_event": CaseEvent,
+    "alert": Alert,
+    "dead_letter": DeadLetter,
+}

@@ -1,0 +1,189 @@
+"""The one validator of the contract: bytes or decoded data in, a record or a :class:`ContractError` out.
+
+msgspec parses and checks types and bounds in one C pass (:mod:`contract.fields`); the few rules a
+type cannot say (timestamps with an offset, a box's corners in order, the schema version) are
+checked after.  Every refusal names the field by its path, e.g.
+``Detection.bbox[3]: expected float <= 1.0``.
+
+Bounds before parsing: a message over :data:`MAX_INPUT_BYTES` (inputs) or :data:`MAX_RECORD_BYTES`
+(outputs) is refused unread, and so is one nested deeper than :data:`MAX_DEPTH` (the contract itself
+nests 3 deep), wherever the nesting is, unknown fields included.
+
+Example::
+
+    >>> decode(DeadLetter, b'{"schema_version":1,"topic":"t"}')
+    Traceback (most recent call last):
+    ...
+    contract.validate.ContractError: DeadLetter.dead_letter_id: missing field
+"""
+from __future__ import annotations
+
+import functools
+import re
+import typing
+from typing import Any, Literal, Type, TypeVar
+
+import msgspec
+
+from contract.clock import is_utc_iso
+from contract.fields import PATTERN_NAMES
+from contract.records import SCHEMA_VERSION, DeadLetter, Detection, Record  # noqa: F401  (DeadLetter: docstring)
+
+R = TypeVar("R", bound=Record)
+MAX_INPUT_BYTES = 64 * 1024  # a detection with all its evidence is about 2 KB
+MAX_RECORD_BYTES = 1024 * 1024  # Kafka's default message size
+MAX_DEPTH = 16  # arrays and objects inside one another
+_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # strings (skipped) and brackets
+_VERSION_KEY = b'"schema_version"'
+_ERROR = re.compile(r"^(?P<text>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_REGEX = re.compile(r"str matching regex '(.*)'$", re.S)
+_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
+
+
+class ContractError(ValueError):
+    """A message that does not fit the contract; the text names the field."""
+
+
+@functools.lru_cache(maxsize=None)
+def _decoder(cls: type[Record]) -> msgspec.json.Decoder:
+    return msgspec.json.Decoder(cls)
+
+
+def decode(cls: Type[R], raw: bytes | str) -> R:
+    """One message of ``cls`` from JSON, checked; raises :class:`ContractError` naming what is wrong."""
+    limit = MAX_INPUT_BYTES if cls.INPUT else MAX_RECORD_BYTES
+    if len(raw) > limit:
+        raise ContractError(f"{cls.__name__}: message of {len(raw)} bytes is over the limit of {limit}")
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", errors="surrogatepass")
+    if _nested_too_deep(raw):
+        raise ContractError(f"{cls.__name__}: JSON nested deeper than {MAX_DEPTH}")
+    try:
+        record = _decoder(cls).decode(raw)
+    except msgspec.ValidationError as exc:
+        _check_version(raw)  # another version has other fields: say that first
+        raise ContractError(_named(cls, str(exc))) from None
+    except msgspec.DecodeError as exc:
+        raise ContractError(f"not JSON: {exc}") from None
+    except RecursionError:  # cannot happen below MAX_DEPTH; kept so that it never escapes as an exception
+        raise ContractError(f"{cls.__name__}: JSON nested too deep") from None
+    if _VERSION_KEY not in raw:
+        raise ContractError("schema_version: missing (this build reads 1)")
+    check(record)
+    return record
+
+
+def decode_admitted(cls: Type[R], raw: bytes) -> R:
+    """A message :func:`decode` already accepted once (the worker's internal topic): types and bounds only."""
+    try:
+        return _decoder(cls).decode(raw)
+    except msgspec.ValidationError as exc:
+        raise ContractError(_named(cls, str(exc))) from None
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise ContractError(f"not JSON: {exc}") from None
+
+
+def convert(cls: Type[R], data: Any) -> R:
+    """:func:`decode` for JSON data already decoded (a dict)."""
+    if not isinstance(data, dict):
+        raise ContractError(f"expected a JSON object, got {_json_type(data)}")
+    if "schema_version" not in data:
+        raise ContractError("schema_version: missing (this build reads 1)")
+    try:
+        record = msgspec.convert(data, cls)
+    except msgspec.ValidationError as exc:
+        raise ContractError(_named(cls, str(exc))) from None
+    except RecursionError:
+        raise ContractError(f"{cls.__name__}: JSON nested too deep") from None
+    check(record)
+    return record
+
+
+def _nested_too_deep(raw: bytes) -> bool:
+    """Whether brackets outside strings nest deeper than MAX_DEPTH (scanned only when there are that many)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for token in _NESTING.finditer(raw):
+        char = token.group()
+        if char in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
+class _Versioned(msgspec.Struct):
+    schema_version: Any = SCHEMA_VERSION
+
+
+def _check_version(raw: bytes | str) -> None:
+    try:
+        version = msgspec.json.decode(raw, type=_Versioned).schema_version
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return
+    if version != SCHEMA_VERSION:
+        raise ContractError(f"schema_version: unsupported {version!r} (this build reads {SCHEMA_VERSION})")
+
+
+def check(record: Record) -> None:
+    """The rules types cannot state; raises :class:`ContractError`."""
+    name = type(record).__name__
+    if record.schema_version != SCHEMA_VERSION:
+        raise ContractError(f"schema_version: unsupported {record.schema_version!r} "
+                            f"(this build reads {SCHEMA_VERSION})")
+    for field in record.TIMESTAMP_FIELDS:
+        value = getattr(record, field)
+        if value is not None and not is_utc_iso(value):
+            raise ContractError(f"{name}.{field}: not a UTC ISO-8601 timestamp: {value!r}")
+    if isinstance(record, Detection):
+        x1, y1, x2, y2 = record.bbox
+        if x1 > x2 or y1 > y2:
+            raise ContractError(f"Detection.bbox: corners out of order (x1 <= x2 and y1 <= y2): {record.bbox}")
+
+
+def _named(cls: type[Record], message: str) -> str:
+    """msgspec's message as the contract's: "Expected `int`, got `str` - at `$.evidence[0].kind`" becomes
+    "Detection.evidence[0].kind: expected int, got str"."""
+    match = _ERROR.match(message)
+    text, path = match.group("text"), match.group("path") or ""
+    missing = _MISSING.match(text)
+    if missing:
+        return f"{cls.__name__}{path}.{missing.group('name')}: missing field"
+    text = text.replace("`", "")
+    if not path and text.startswith("Expected object, got "):
+        return f"expected a JSON object, got {text.rsplit(' ', 1)[1]}"
+    pattern = _REGEX.search(text)
+    if pattern:
+        regex = pattern.group(1).replace("\\\\", "\\")  # msgspec quotes the pattern as repr() does
+        text = text[:pattern.start()] + PATTERN_NAMES.get(regex, f"str matching {regex}")
+    elif text.startswith("Invalid enum value"):
+        text += f" (one of {', '.join(_choices(cls, path))})"
+    return f"{cls.__name__}{path}: {text[:1].lower()}{text[1:]}"
+
+
+def _choices(cls: type[Record], path: str) -> tuple[str, ...]:
+    """The values a Literal field at ``path`` (".kind", ".evidence[0].kind") accepts."""
+    owner: Any = cls
+    for step in re.findall(r"\.(\w+)", path):
+        hint = typing.get_type_hints(owner, include_extras=True).get(step)
+        owner = _literal_or_record(hint)
+    return tuple(typing.get_args(owner)) if typing.get_origin(owner) is Literal else ()
+
+
+def _literal_or_record(hint: Any) -> Any:
+    """Unwrap Optional, list and Annotated down to a Literal or a Record class."""
+    while True:
+        origin = typing.get_origin(hint)
+        if origin is Literal or (isinstance(hint, type) and issubclass(hint, Record)):
+            return hint
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if not args:
+            return hint
+        hint = args[0]
+
+
+def _json_type(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
