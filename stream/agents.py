@@ -3,11 +3,11 @@
 * intake (not an agent: a batching aiokafka consumer run as a service of this worker, see
   :mod:`stream.intake_consumer`): validates every input message (bad ones to the dead-letter topic)
   and routes it, keyed by district, to the internal cases topic, one message per district per poll;
-* ``cases``: the case engine (:mod:`stream.engine`) over the cases topic — dedup, dispatch,
+* ``cases``: the case engine (:mod:`stream.domain.engine`) over the cases topic — dedup, dispatch,
   disposal, camera verification, first offences and statistics — publishing incidents, tasks,
   case events and alerts.  Its state is one changelog-backed table, ``case_state``, holding named
   views (``cases``, ``open_cases``, ``site_cases``, ``daily_stats``...), so that the writes of one
-  cases-topic message reach the changelog together and in order (:mod:`stream.journal`);
+  cases-topic message reach the changelog together and in order (:mod:`stream.state.journal`);
 * ``clock`` (timer, leader only): a tick per district every ``stream.tick_s`` from the injected clock;
 * ``lag`` (timer): consumer lag into the metrics.
 """
@@ -27,13 +27,13 @@ from contract.deadletter import dead_letter, failure_reason
 from nonsite.config import City
 from stream.app import cases_topic_name, changelog_topic_name, partition_for
 from stream import codec
-from stream.dedup import CityMap
-from stream.engine import Engine, Outputs, Tables
-from stream.intake import Envelope, unpack
+from stream.domain.dedup import CityMap
+from stream.domain.engine import Engine, Outputs, Tables
+from stream.domain.intake import Envelope, unpack
 from stream.intake_consumer import Intake
 from stream.metrics import StreamMetrics
 
-STATE_TABLE = "case_state"  # every view of stream.engine.Tables, see stream.journal
+STATE_TABLE = "case_state"  # every view of stream.domain.engine.Tables, see stream.state.journal
 log = structlog.get_logger("nonsite.stream")
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -73,7 +73,7 @@ class ChangelogStore:
 
     Faust's per-key path (``Table.__setitem__`` → ``send_soon`` → producer buffer, with sensor and
     callback on every write) cost more than the case engine itself.  A unit's writes are few and
-    arrive together (:meth:`stream.journal.Journal.commit`), so the agent sends them straight to the
+    arrive together (:meth:`stream.state.journal.Journal.commit`), so the agent sends them straight to the
     producer (:meth:`send_pending`), in order, to the changelog partition of the cases message being
     applied, which is where Faust would have put them.  The records are the ones Faust writes
     (JSON key, JSON value), so Faust's table recovery and ``nonsite report`` read them unchanged; the

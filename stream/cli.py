@@ -116,7 +116,7 @@ def read_table_view(city: City, view: str, timeout_s: float = 30.0) -> dict[str,
 
 def report(args: argparse.Namespace, city: Optional[City]) -> int:
     from nonsite.cli import CommandError
-    from stream.stats import StatsKey, aggregate
+    from stream.domain.stats import StatsKey, aggregate
 
     assert city is not None
     try:

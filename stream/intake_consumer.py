@@ -1,8 +1,8 @@
 """Intake: the input topics → the internal cases topic, in batches, with a plain aiokafka consumer.
 
 Every message of the detections, camera-status and feedback topics is validated and routed to its
-district (:func:`stream.intake.admit`); bad ones go to the dead-letter topic.  The valid inputs of one
-district in a poll travel in one cases-topic message (:func:`stream.intake.pack`), which the Faust
+district (:func:`stream.domain.intake.admit`); bad ones go to the dead-letter topic.  The valid inputs of one
+district in a poll travel in one cases-topic message (:func:`stream.domain.intake.pack`), which the Faust
 ``cases`` agent applies as one unit.
 
 Why not a Faust agent: intake is stateless, and Faust's per-message path (conductor, channel,
@@ -14,7 +14,7 @@ Delivery is at least once: the consumer commits a poll's offsets only after ever
 from it was acknowledged by Kafka (``acks=all``, idempotent producer), in poll order; up to
 ``MAX_POLLS_IN_FLIGHT`` polls are routed while earlier ones wait for their acknowledgements.  After
 a crash or a rebalance the inputs since the last commit are routed again, and the case engine skips
-them by their source offsets (:mod:`stream.journal`).
+them by their source offsets (:mod:`stream.state.journal`).
 
 Example::
 
@@ -33,15 +33,15 @@ from mode import Service
 from contract import DeadLetter
 from nonsite.config import City
 from stream.app import cases_topic_name, partition_for
-from stream.dedup import CityMap
-from stream.intake import Envelope, admit, pack
+from stream.domain.dedup import CityMap
+from stream.domain.intake import Envelope, admit, pack
 from stream.metrics import StreamMetrics
 
 INTAKE_BATCH = 2000  # messages per poll, at most
 MAX_POLLS_IN_FLIGHT = 4  # polls routed whose messages Kafka has not acknowledged yet, at most
 POLL_WAIT_MS = 20  # the longest a poll waits for messages (also the broker's fetch wait)
 ROLES = ("detections", "camera_status", "feedback")
-log = structlog.get_logger("nonsite.stream.intake")
+log = structlog.get_logger("nonsite.stream.domain.intake")
 
 
 class Intake(Service):

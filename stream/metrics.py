@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from stream.engine import Outputs
+from stream.domain.engine import Outputs
 
 
 class StreamMetrics:

@@ -18,7 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from nonsite.config import ZONE_KINDS, City, load_city
 from stream.app import cases_topic_name, create_topics, partition_for
 from stream.cli import read_table_view
-from stream.intake import Envelope
+from stream.domain.intake import Envelope
 from contract import CameraStatus, CaseEvent, Detection, Evidence, Feedback, new_id, to_iso
 
 PROJECT = Path(__file__).resolve().parents[1]

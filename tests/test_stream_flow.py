@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from stream.casefile import CaseFile, replay
+from stream.domain.casefile import CaseFile, replay
 from contract import CaseEvent, Detection
 from stream_support import (PROJECT, Inputs, Reader, WorkerProcess, events_of, make_city, read_changelog,
                             states_of)

@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 
 from nonsite.config import Shift, load_city
-from stream import casefile
-from stream.casefile import (ACCEPTED, ARRIVED, CLOSED, DETECTED, DISPATCHED, ESCALATED, REJECTED, RESOLVED,
+from stream.domain import casefile
+from stream.domain.casefile import (ACCEPTED, ARRIVED, CLOSED, DETECTED, DISPATCHED, ESCALATED, REJECTED, RESOLVED,
                              CaseFile, replay, transition)
-from stream.dedup import CityMap, SiteCase, district_of_incident, match_detection, metres_between
-from stream.dispatch import choose_officer, on_duty
-from stream.engine import Engine, Tables
-from stream.intake import Envelope, admit, pack, unpack
-from stream.journal import Journal, View
-from stream.offences import offender_keys, prior_offences, record_offence
+from stream.domain.dedup import CityMap, SiteCase, district_of_incident, match_detection, metres_between
+from stream.domain.dispatch import choose_officer, on_duty
+from stream.domain.engine import Engine, Tables
+from stream.domain.intake import Envelope, admit, pack, unpack
+from stream.state.journal import Journal, View
+from stream.domain.offences import offender_keys, prior_offences, record_offence
 from contract import CameraStatus, ContractError, DeadLetter, Detection, Evidence, Feedback, Incident, to_iso
-from stream.stats import StatsKey, aggregate, bump, rates
-from stream.verify import REOPEN, SELF_CORRECT, VERIFY, Presence, observe_camera, observe_detection, verdict
+from stream.domain.stats import StatsKey, aggregate, bump, rates
+from stream.domain.verify import REOPEN, SELF_CORRECT, VERIFY, Presence, observe_camera, observe_detection, verdict
 
 PROJECT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc).timestamp()  # 10:00 Beijing time, a Friday

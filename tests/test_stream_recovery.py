@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from nonsite.config import City
-from stream.dedup import CityMap
-from stream.engine import Tables, incident_id_for
+from stream.domain.dedup import CityMap
+from stream.domain.engine import Tables, incident_id_for
 from contract import Detection, Evidence, Feedback, to_iso
 from stream_support import Inputs, Reader, WorkerProcess, make_city, read_changelog
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Iterable, Mapping, Optional
 
-from stream.dispatch import local_moment
+from stream.domain.dispatch import local_moment
 
 COUNTERS = ("filed", "dispatched", "closed", "closed_on_time", "reopened", "rejected_false_alarm",
             "self_corrected", "escalated", "minutes_to_close")

@@ -3,7 +3,7 @@
 A valid message becomes an :class:`Envelope` for the internal cases topic, keyed by district; a bad
 one becomes a :class:`~stream.records.DeadLetter` naming what is wrong and where it came from.
 Intake sends the envelopes of one district in batches (:func:`pack`): one cases-topic message holds
-many inputs, and the case engine applies a message as one unit (see :mod:`stream.journal`).
+many inputs, and the case engine applies a message as one unit (see :mod:`stream.state.journal`).
 
 Example::
 
@@ -23,7 +23,7 @@ from contract import CameraStatus, DeadLetter, Detection, Feedback, decode, utc_
 from contract.deadletter import dead_letter, failure_reason
 from contract.validate import ContractError, decode_admitted
 from stream import codec
-from stream.dedup import CityMap, district_of_incident, spot
+from stream.domain.dedup import CityMap, district_of_incident, spot
 
 ROLES = {"detections": Detection, "camera_status": CameraStatus, "feedback": Feedback}
 

@@ -1,0 +1,113 @@
+"""Detections: dedup into the case of the same violation or site, merge, or file a new case (立案)."""
+from __future__ import annotations
+
+from typing import Optional
+
+from contract import Detection, Incident
+from stream.domain.casefile import CLOSED, DETECTED, CaseFile
+from stream.domain.dedup import SiteCase, match_detection, site_key, spot
+from stream.domain.dispatch import deadline_of
+from stream.domain.engine.case import Case, _plain, _shas, incident_id_for
+from stream.domain.engine.outputs import Outputs, _count_dropped
+from stream.domain.engine.steps import SYSTEM
+from stream.domain.engine.timers import Timers
+from stream.domain.engine.timeutil import epoch_of_new, iso_of, later_iso, to_epoch
+from stream.domain.intake import Envelope
+from stream.domain.offences import offender_keys, prior_offences, record_offence
+from stream.domain.verify import Presence, observe_detection
+
+
+class DetectionRules(Timers):
+    def _on_detection(self, env: Envelope, d: Detection, out: Outputs) -> None:
+        now, first = epoch_of_new(d.observed_at), to_epoch(d.first_seen)
+        known_id = self.tables.violation_cases.get(d.violation_id)
+        case = self.load(known_id)
+        if case is not None and case.is_resend(d, now):
+            out.resent += 1
+            return
+        if case is not None and case.file.state == CLOSED:
+            if d.kind == "end":
+                _count_dropped(out, "case_closed")
+                return
+            case = None
+        recurrence_of = None
+        if case is None:
+            if d.kind == "end":
+                _count_dropped(out, "no_case")  # the end of a violation no open case holds: nothing to do
+                return
+            match = match_detection(d.scenario, d.camera_id, d.zone_id, first, now, self.map, self._site_case,
+                                    self.settings.dedup_window_s)
+            case = self.load(match.incident_id)
+            recurrence_of = match.recurrence_of
+        if case is None:
+            case = self._new_case(env, d, now, recurrence_of, out)
+        else:
+            self._merge(case, d, now, known=known_id == case.id)
+            self._judge(case, now, env.source, out, timers=False)
+        self.save(case, out)
+
+    def _merge(self, case: Case, d: Detection, now: float, known: bool = False) -> None:
+        """Add a detection to the case; ``known``: its violation id already belongs to this case."""
+        inc = case.incident
+        inc["detections"] = inc.get("detections", 0) + 1
+        case.mark(d, now)
+        seen = iso_of(d.observed_at, now)
+        inc["last_seen"] = later_iso(seen, inc["last_seen"])
+        inc["updated_at"] = later_iso(seen, inc["updated_at"])
+        if d.camera_id not in inc["cameras"]:
+            inc["cameras"] = inc["cameras"] + [d.camera_id]
+        if not known and d.violation_id not in inc["violation_ids"]:
+            inc["violation_ids"] = inc["violation_ids"] + [d.violation_id]
+        if d.evidence and d.confidence > case.best_confidence:
+            case.best_confidence = d.confidence
+            inc["evidence"] = [_plain(e) for e in d.evidence]
+        case.presence = observe_detection(case.presence, spot(d.camera_id, d.zone_id), d.violation_id, d.kind, now)
+        if not known:
+            self.tables.violation_cases[d.violation_id] = case.id
+            key = site_key(d.scenario, d.camera_id, d.zone_id)
+            if self.tables.site_cases.get(key) != case.id and case.file.is_open:
+                self.tables.site_cases[key] = case.id
+
+    def _new_case(self, env: Envelope, d: Detection, now: float, recurrence_of: Optional[str],
+                  out: Outputs) -> Case:
+        camera = self.city.camera(d.camera_id)
+        scenario = self.city.scenario(d.scenario)
+        anchor = camera.anchor(d.zone_id)
+        incident_id = incident_id_for(env.district, d.event_id)
+        keys = offender_keys(d.camera_id, d.zone_id, d.plate, d.shop_id)
+        window = self.settings.first_offence_window_days
+        prior = prior_offences(self.tables.offence_history.get, keys, now, window)
+        for key in keys:
+            self.tables.offence_history[key] = record_offence(self.tables.offence_history.get(key), incident_id,
+                                                              now, window)
+        incident = Incident(incident_id=incident_id, camera_id=d.camera_id, scenario=d.scenario, zone_id=d.zone_id,
+                            grid_id=camera.grid, state=DETECTED, first_seen=d.first_seen, last_seen=d.observed_at,
+                            updated_at=d.observed_at, detections=0, cameras=[], violation_ids=[],
+                            lat=anchor.lat, lon=anchor.lon, address=camera.location.address,
+                            priority=scenario.priority if scenario else 3, first_offence=prior == 0,
+                            prior_offences=prior, recurrence_of=recurrence_of)
+        case = Case(incident=incident.asdict_deep(), file=CaseFile(incident_id=incident_id), presence=Presence(),
+                    district=env.district, filed_at=now, deadline=deadline_of(now, scenario),
+                    offender_keys=keys)
+        self._merge(case, d, now)
+        self.tables.site_cases[site_key(d.scenario, d.camera_id, d.zone_id)] = incident_id
+        reason = "recurrence (回潮) of " + recurrence_of if recurrence_of else "new violation"
+        if prior == 0:
+            reason += "; first offence (首违不罚): education or warning"
+        self._step(case, DETECTED, "detect", SYSTEM, now, env.source, out, reason=reason,
+                   evidence=_shas(d.evidence))
+        ids = self._open_ids(env.district)
+        ids.append(incident_id)
+        self.tables.open_cases[env.district] = ids
+        self._alert(out, "new_incident", "info", now, f"{d.scenario} at {camera.name} ({d.zone_id or 'frame'})",
+                    case, suffix="new")
+        self._dispatch(case, now, env.source, out)
+        self._count(case, now, "filed")
+        return case
+
+    def _site_case(self, key: str) -> Optional[SiteCase]:
+        case = self.load(self.tables.site_cases.get(key))
+        if case is None:
+            return None
+        return SiteCase(case.id, case.incident["scenario"], case.file.is_open, case.file.state,
+                        to_epoch(case.incident["last_seen"]), case.file.state == CLOSED)
