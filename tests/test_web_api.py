@@ -10,9 +10,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
-from stream.records import new_id
+from contract import new_id
 from web_harness import (PROJECT, WebHarness, alert, camera_status, decode_sse, dispatched_case, free_port, incident,
                          start_web, stored_evidence, street_jpeg)
 
@@ -102,8 +103,8 @@ def test_an_incident_on_kafka_shows_on_the_wall_with_names_and_evidence(web: Web
 def test_a_later_snapshot_wins_and_an_older_one_is_ignored(web: WebHarness) -> None:
     base = datetime.now(timezone.utc)
     case = incident(state="DISPATCHED", updated_at=base)
-    newer = case.derive(state="ACCEPTED", updated_at=(base + timedelta(seconds=5)).isoformat())
-    older = case.derive(state="DETECTED", updated_at=(base - timedelta(seconds=5)).isoformat())
+    newer = msgspec.structs.replace(case, state="ACCEPTED", updated_at=(base + timedelta(seconds=5)).isoformat())
+    older = msgspec.structs.replace(case, state="DETECTED", updated_at=(base - timedelta(seconds=5)).isoformat())
     web.publish("incidents", case, newer, older)
     ops = web.client("ops")
     web.wait_for(lambda: web.app.state.model.messages and ops.get(f"/api/incidents/{case.incident_id}").status_code == 200)

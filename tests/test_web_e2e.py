@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 import pytest
 import yaml
 
 from nonsite.config import load_city
-from stream.records import CameraStatus, Detection, Evidence, new_id, to_iso
+from contract import CameraStatus, Detection, Evidence, new_id, to_iso
 from web_harness import PROJECT, WebHarness, start_web
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -74,7 +75,8 @@ def test_a_case_from_detection_to_closure_through_the_web(e2e) -> None:
     closed = None
     deadline = time.monotonic() + 60
     while closed is None and time.monotonic() < deadline:
-        clear = clear.derive(event_id=new_id(), observed_at=to_iso(time.time()), last_inference_at=to_iso(time.time()))
+        clear = msgspec.structs.replace(clear, event_id=new_id(), observed_at=to_iso(time.time()),
+                                        last_inference_at=to_iso(time.time()))
         producer.send(web.city.kafka.topics.camera_status, clear.to_json(), key=b"cam-01").get(30)
         time.sleep(1)
         shown = ops.get(f"/api/incidents/{case['incident_id']}").json()

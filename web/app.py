@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -21,8 +22,11 @@ from nonsite.config import City
 from web import routes
 from web.auth import TokenIssuer
 from web.bus import Bus
+from web.middleware import SECURITY_HEADERS, SecurityMiddleware
 from web.readmodel import ReadModel
+from web.throttle import LoginThrottle
 
+log = structlog.get_logger("web.app")
 STATIC = Path(__file__).with_name("static")
 PAGES = {"/": "index.html", "/login": "login.html", "/wall": "wall.html", "/officer": "officer.html",
          "/reports": "reports.html", "/reports/monthly": "monthly.html", "/docs": "docs.html"}
@@ -51,12 +55,14 @@ def create_app(city: City, outcome_wait_s: float = OUTCOME_WAIT_S, start_bus: bo
     app.state.city = city
     app.state.model = ReadModel()
     app.state.tokens = TokenIssuer.from_env(city.web.token_ttl_minutes * 60)
+    app.state.login_throttle = LoginThrottle()
     app.state.evidence_root = city.resolve_path(city.detector.evidence_dir)
     app.state.uploaded_by = {}
     app.state.demo_logins = None  # computed on first use
     app.state.sent = {}  # feedback id -> SentFeedback, to answer GET /api/feedback/{id}
     app.state.outcome_wait_s = outcome_wait_s
     _install_error_handlers(app)
+    app.add_middleware(SecurityMiddleware)
     app.include_router(routes.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for path, page in PAGES.items():
@@ -90,6 +96,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         return JSONResponse({"error": field_message(errors[0]) if errors else "invalid request",
                              "errors": [field_message(e) for e in errors]}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        """A bug: one line for the caller (no traceback), the details in the log; the security headers are
+        added here because this answer is sent from outside the middleware."""
+        log.error("web.request_failed", method=request.method, path=request.url.path,
+                  error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        return JSONResponse({"error": "internal error (logged)"}, status_code=500, headers=SECURITY_HEADERS)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -13,17 +13,19 @@ Example::
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
 import os
 import secrets
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Optional
 
 from nonsite.config import City
-from nonsite.passwords import verify_password
+from nonsite.passwords import DEFAULT_ITERATIONS, hash_password, verify_password
 
 ROLES = ("operator", "officer", "supervisor")
 
@@ -40,16 +42,38 @@ class Principal:
 
 
 def find_login(city: City, username: str, password: str) -> Optional[Principal]:
-    """The person whose configured credentials match, or None (same answer for unknown user and bad password)."""
+    """The person whose configured credentials match, or None.
+
+    An unknown username costs one password check as well (against a hash of nothing anybody knows),
+    so the answer time does not tell which usernames exist.
+    """
+    person, stored = _person_and_hash(city, username)
+    ok = verify_password(password, stored if stored is not None else _stand_in_hash(_usual_iterations(city)))
+    return person if ok and stored is not None else None
+
+
+def _person_and_hash(city: City, username: str) -> tuple[Optional[Principal], Optional[str]]:
     for officer in city.officers:
         if officer.credentials and officer.credentials.username == username:
-            ok = verify_password(password, officer.credentials.password_hash)
-            return Principal(officer.id, username, officer.name, "officer", officer.grid) if ok else None
+            principal = Principal(officer.id, username, officer.name, "officer", officer.grid)
+            return principal, officer.credentials.password_hash
     for user in city.users:
         if user.credentials.username == username:
-            ok = verify_password(password, user.credentials.password_hash)
-            return Principal(user.id, username, user.name, user.role) if ok else None
-    return None
+            return Principal(user.id, username, user.name, user.role), user.credentials.password_hash
+    return None, None
+
+
+def _usual_iterations(city: City) -> int:
+    """The PBKDF2 iteration count most configured passwords use (what a real check costs)."""
+    hashes = [o.credentials.password_hash for o in city.officers if o.credentials]
+    hashes += [u.credentials.password_hash for u in city.users]
+    counts = [int(parts[1]) for parts in (h.split("$") for h in hashes) if len(parts) == 4 and parts[1].isdigit()]
+    return Counter(counts).most_common(1)[0][0] if counts else DEFAULT_ITERATIONS
+
+
+@functools.lru_cache(maxsize=8)
+def _stand_in_hash(iterations: int) -> str:
+    return hash_password(secrets.token_hex(16), iterations=iterations)
 
 
 class TokenIssuer:
@@ -74,12 +98,13 @@ class TokenIssuer:
         return float(self._claims(token)["exp"])
 
     def check(self, token: str, now: Optional[float] = None) -> Optional[Principal]:
-        """The principal of a valid, unexpired, unrevoked token, else None."""
+        """The principal of a valid, unexpired, unrevoked token, else None: never an exception, whatever
+        the caller sent (non-ASCII text, stray dots), since a token is input from anyone."""
         try:
-            body, signature = token.split(".")
-        except ValueError:
+            body, signature = token.encode("ascii").split(b".")
+        except (UnicodeEncodeError, ValueError):
             return None
-        if not hmac.compare_digest(signature, self._sign(body)) or token in self.revoked:
+        if not hmac.compare_digest(signature, self._sign(body.decode()).encode()) or token in self.revoked:
             return None
         claims = self._claims(token)
         if (time.time() if now is None else now) >= claims["exp"] or claims.get("role") not in ROLES:

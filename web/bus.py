@@ -2,6 +2,11 @@
 
 The consumer has no group (it reads every partition from the beginning on each start, so the read
 model is complete after a restart); the producer uses acks=all with idempotence.
+
+No message can stop the read model: a record that fails to decode or to fold in, for any reason,
+is counted, logged and written to the dead-letter topic, and the next one is read.  When the loop
+itself fails (the consumer breaks), health says why and the consumer is restarted after a growing
+pause, from the positions already read.
 """
 from __future__ import annotations
 
@@ -10,21 +15,35 @@ import time
 from typing import Any, Optional
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from prometheus_client import Counter
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client import Counter, Gauge
 
 from nonsite.config import City
-from stream.records import Alert, CameraStatus, CaseEvent, ContractError, DeadLetter, Feedback, Incident, Task
+from stream.records import Alert, CameraStatus, CaseEvent, DeadLetter, Feedback, Incident, Task, utc_now
+
+try:
+    from contract import dead_letter
+except ImportError:  # before the event contract moved to its own package
+    from stream.deadletter import dead_letter
 from web.readmodel import Change, ReadModel, Verdict, position
 
 log = structlog.get_logger("web.bus")
 
 READ_TOPICS = {"incidents": Incident, "tasks": Task, "alerts": Alert, "camera_status": CameraStatus,
                "case_events": CaseEvent, "dead_letter": DeadLetter}
+MAX_REASON_CHARS = 500
+RESTART_BACKOFF_S = 1.0
+MAX_RESTART_BACKOFF_S = 30.0
 
 CONSUMED = Counter("nonsite_web_consumed_total", "records folded into the web read model", ["topic"])
-REJECTED = Counter("nonsite_web_bad_records_total", "records the web could not read", ["topic"])
+REJECTED = Counter("nonsite_web_bad_records_total", "records the web could not decode or fold in", ["topic"])
+DEAD_LETTERED = Counter("nonsite_web_dead_letters_total", "bad records the web wrote to the dead-letter topic",
+                        ["topic"])
+DEAD_LETTER_FAILED = Counter("nonsite_web_dead_letter_failures_total",
+                             "bad records the web could not write to the dead-letter topic", ["topic"])
+READ_MODEL_UP = Gauge("nonsite_web_read_model_up", "1 while the read-model consumer is running, else 0")
+CONSUMER_FAILURES = Counter("nonsite_web_read_model_failures_total",
+                            "times the read-model consumer loop failed and was restarted")
 FEEDBACK_SENT = Counter("nonsite_web_feedback_total", "feedback events produced", ["action"])
 
 
@@ -55,34 +74,49 @@ def check_topics(city: City) -> None:
 class Bus:
     """Owns the Kafka clients; ``listeners`` are asyncio queues that receive every change (for SSE)."""
 
-    def __init__(self, city: City, model: ReadModel):
+    def __init__(self, city: City, model: ReadModel, restart_backoff_s: float = RESTART_BACKOFF_S,
+                 max_restart_backoff_s: float = MAX_RESTART_BACKOFF_S):
         self.city, self.model = city, model
         model.feedback_topic = city.kafka.topics.feedback
         self.topics = {getattr(city.kafka.topics, kind): (kind, record) for kind, record in READ_TOPICS.items()}
+        self.dead_letter_topic = city.kafka.topics.dead_letter
+        self.restart_backoff_s, self.max_restart_backoff_s = restart_backoff_s, max_restart_backoff_s
         self.listeners: set[asyncio.Queue] = set()
         self.consumer: Optional[AIOKafkaConsumer] = None
         self.producer: Optional[AIOKafkaProducer] = None
         self.task: Optional[asyncio.Task] = None
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.changed = asyncio.Condition()
         self.last_message_at: Optional[float] = None
+        self.consuming = False
+        self.failure: Optional[str] = None  # why the consumer is down, for /api/health
+        self.next_offsets: dict[TopicPartition, int] = {}  # where a restarted consumer resumes
 
     async def start(self) -> None:
         bootstrap = self.city.kafka.bootstrap
         await asyncio.to_thread(check_topics, self.city)
-        self.consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=bootstrap, group_id=None,
-                                         auto_offset_reset="earliest", enable_auto_commit=False,
-                                         fetch_max_wait_ms=100, metadata_max_age_ms=5000,
-                                         client_id="nonsite-web")
+        self.loop = asyncio.get_running_loop()
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
                                          client_id="nonsite-web", linger_ms=0)
-        await self.consumer.start()
+        await self._start_consumer()
         await self.producer.start()
-        self.task = asyncio.create_task(self._consume(), name="web-read-model")
+        self.task = asyncio.create_task(self._run(), name="web-read-model")
         log.info("web.bus.started", bootstrap=bootstrap, topics=sorted(self.topics))
 
     @property
     def healthy(self) -> bool:
-        return self.task is not None and not self.task.done()
+        return self.task is not None and not self.task.done() and self.consuming
+
+    @property
+    def health_reason(self) -> Optional[str]:
+        """Why the read model is not consuming, or None while it is."""
+        if self.healthy:
+            return None
+        if self.task is None:
+            return "the read-model consumer was not started"
+        if self.task.done():
+            return "the read-model consumer stopped"
+        return self.failure or "the read-model consumer is starting"
 
     async def stop(self) -> None:
         if self.task:
@@ -91,46 +125,108 @@ class Bus:
                 await self.task
             except (asyncio.CancelledError, Exception):
                 pass
+        self._set_consuming(False)
         for client in (self.consumer, self.producer):
             if client is not None:
                 await client.stop()
 
+    async def _start_consumer(self) -> None:
+        """A new consumer on every read topic, resuming after the records already folded in."""
+        self.consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=self.city.kafka.bootstrap, group_id=None,
+                                         auto_offset_reset="earliest", enable_auto_commit=False,
+                                         fetch_max_wait_ms=100, metadata_max_age_ms=5000,
+                                         client_id="nonsite-web")
+        await self.consumer.start()
+        assigned = self.consumer.assignment()
+        for partition, offset in self.next_offsets.items():
+            if partition in assigned:  # the others are skipped up to ``offset`` as they are read
+                self.consumer.seek(partition, offset)
+        self.failure = None
+        self._set_consuming(True)
+
+    async def _stop_consumer(self) -> None:
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None:
+            try:
+                await consumer.stop()
+            except Exception as exc:  # it is being replaced because it broke; closing it may fail too
+                log.warning("web.bus.consumer_close_failed", error=_describe(exc))
+
+    def _set_consuming(self, consuming: bool) -> None:
+        self.consuming = consuming
+        READ_MODEL_UP.set(1 if consuming else 0)
+
+    async def _run(self) -> None:
+        """Keep the consumer loop alive: on a failure, say why, wait (longer each time) and start a new consumer."""
+        failures_in_a_row = 0
+        while True:
+            try:
+                if self.consumer is None:
+                    await self._start_consumer()
+                    log.info("web.bus.consumer_restarted", resumed_partitions=len(self.next_offsets))
+                    failures_in_a_row = 0
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = min(self.restart_backoff_s * 2 ** failures_in_a_row, self.max_restart_backoff_s)
+                failures_in_a_row += 1
+                self.failure = f"read-model consumer failed: {_describe(exc)}"
+                self._set_consuming(False)
+                CONSUMER_FAILURES.inc()
+                log.error("web.bus.consumer_failed", error=_describe(exc), retry_in_s=delay)
+                await self._stop_consumer()
+                await asyncio.sleep(delay)
+
     async def _consume(self) -> None:
         assert self.consumer is not None
         while True:
-            try:
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=1000)
-            except KafkaError as exc:
-                log.warning("web.bus.fetch_failed", error=str(exc))
-                await asyncio.sleep(1)
-                continue
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=1000)
             changes: list[Change] = []
             for partition, messages in batches.items():
-                kind, record_type = self.topics[partition.topic]
+                resume_at = self.next_offsets.get(partition, 0)
                 for message in messages:
-                    changes.extend(self._fold(kind, record_type, message))
+                    if message.offset < resume_at:  # a restarted consumer re-reading what the model already has
+                        continue
+                    changes.extend(await self._fold(message))
+                    self.next_offsets[partition] = message.offset + 1
             if changes:
                 self.last_message_at = time.time()
                 self._publish(changes)
                 async with self.changed:
                     self.changed.notify_all()
 
-    def _fold(self, kind: str, record_type: Any, message: Any) -> list[Change]:
+    async def _fold(self, message: Any) -> list[Change]:
+        """The changes one message makes; a message that cannot be read or folded in changes nothing."""
+        kind, record_type = self.topics[message.topic]
         try:
             record = record_type.from_json(message.value)
-        except ContractError as exc:
-            REJECTED.labels(kind).inc()
-            log.warning("web.bus.bad_record", topic=message.topic, partition=message.partition,
-                        offset=message.offset, reason=str(exc))
+            changes = self.model.apply(kind, record)
+        except Exception as exc:  # whatever the content did (deep nesting, bad types, a bug): isolate it
+            await self._reject(kind, message, exc)
             return []
         CONSUMED.labels(kind).inc()
+        return changes
+
+    async def _reject(self, kind: str, message: Any, exc: Exception) -> None:
+        """Count, log and dead-letter one record (never one read from the dead-letter topic: that would loop)."""
+        reason = _describe(exc)[:MAX_REASON_CHARS]
+        REJECTED.labels(kind).inc()
+        log.warning("web.bus.bad_record", topic=message.topic, partition=message.partition, offset=message.offset,
+                    reason=reason)
+        if message.topic == self.dead_letter_topic or self.producer is None:
+            return
+        letter = dead_letter(message.topic, message.partition, message.offset, reason, message.value or b"",
+                             utc_now())
         try:
-            return self.model.apply(kind, record)
-        except Exception as exc:  # a bug must not stop the read model: log, count, keep reading
-            REJECTED.labels(kind).inc()
-            log.error("web.bus.apply_failed", topic=message.topic, partition=message.partition,
-                      offset=message.offset, error=f"{type(exc).__name__}: {exc}")
-            return []
+            await self.producer.send_and_wait(self.dead_letter_topic, letter.to_json(),
+                                              key=letter.dead_letter_id.encode())
+        except Exception as send_error:  # Kafka down: the record stays counted and logged
+            DEAD_LETTER_FAILED.labels(kind).inc()
+            log.error("web.bus.dead_letter_failed", dead_letter_id=letter.dead_letter_id,
+                      error=_describe(send_error))
+            return
+        DEAD_LETTERED.labels(kind).inc()
 
     def _publish(self, changes: list[Change]) -> None:
         for queue in list(self.listeners):
@@ -163,3 +259,9 @@ class Bus:
                 except asyncio.TimeoutError:
                     return None
         return outcome
+
+
+def _describe(exc: BaseException) -> str:
+    """``RecursionError: maximum recursion depth exceeded...``: the class and the text of an exception."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -129,7 +129,7 @@ class ReadModel:
             return []
         try:
             raw = json.loads(letter.raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # the raw text is whatever the bad message held
             raw = {}
         raw = raw if isinstance(raw, dict) else {}
         verdict = Verdict(False, letter.reason, str(raw.get("action", "")), str(raw.get("incident_id", "")))

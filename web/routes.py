@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, AsyncIterator, Literal, Optional
 from zoneinfo import ZoneInfo
 
+import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
 from nonsite.passwords import verify_password
@@ -19,10 +22,13 @@ from web import reports
 from web.auth import Principal, find_login
 from web.readmodel import TERMINAL_STATES, ReadModel, Verdict, norm_state
 from web.security import ANY_ROLE, COOKIE, LIVE_ROLES, OFFICER, OPERATOR, REPORT_ROLES
+from web.throttle import LoginThrottle
 from web.views import (REJECT_REASONS, alert_view, camera_status_view, camera_view, case_event_view, incident_view,
                        task_order, task_view)
 
 router = APIRouter(prefix="/api")
+log = structlog.get_logger("web.routes")
+LOGINS = Counter("nonsite_web_logins_total", "login attempts by outcome (ok, failed, throttled)", ["outcome"])
 MAX_RANGE_DAYS = 366
 WALL_RECENT_HOURS = 24
 WALL_LIMIT = 500
@@ -69,9 +75,22 @@ def _model(request: Request) -> ReadModel:
 # ------------------------------------------------------------------ auth
 @router.post("/login", tags=["auth"], summary="log in; returns a bearer token and sets the session cookie")
 async def login(body: LoginIn, request: Request) -> JSONResponse:
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = request.client.host if request.client else "unknown"
+    wait_s = throttle.begin(body.username, address)
+    if wait_s > 0:
+        retry_after = math.ceil(wait_s)
+        LOGINS.labels("throttled").inc()
+        log.warning("web.login.throttled", username=body.username[:64], address=address, retry_after_s=retry_after)
+        raise HTTPException(429, f"too many failed logins for this user or address: try again in {retry_after} s",
+                            headers={"Retry-After": str(retry_after)})
     who = await asyncio.to_thread(find_login, _city(request), body.username, body.password)
     if who is None:
+        LOGINS.labels("failed").inc()
+        log.info("web.login.failed", username=body.username[:64], address=address)
         raise HTTPException(401, "username or password is wrong")
+    throttle.succeeded(body.username, address)
+    LOGINS.labels("ok").inc()
     tokens = request.app.state.tokens
     token = tokens.issue(who)
     expires = tokens.expires_at(token)
@@ -119,8 +138,8 @@ async def demo_logins(request: Request) -> list[dict]:
 @router.get("/health", tags=["auth"], summary="liveness: is the read model consuming (no login needed)")
 async def health(request: Request) -> JSONResponse:
     bus = request.app.state.bus
-    body = {"ok": bus.healthy, "records": _model(request).messages, "incidents": len(_model(request).incidents),
-            "last_record_at": bus.last_message_at}
+    body = {"ok": bus.healthy, "reason": bus.health_reason, "records": _model(request).messages,
+            "incidents": len(_model(request).incidents), "last_record_at": bus.last_message_at}
     return JSONResponse(body, status_code=200 if bus.healthy else 503)
 
 
@@ -313,6 +332,28 @@ async def task_detail(task_id: str, request: Request, who: Principal = Depends(A
                        if store.locate(request.app.state.evidence_root, sha)]}
 
 
+def may_attach(request: Request, who: Principal, incident_id: str, sha256: str) -> bool:
+    """Whether ``who`` may name this file in an action on the case: their own upload, or the case's evidence.
+
+    Attaching a file links it to the case, and whoever may see the case may then read it; so a file
+    someone else uploaded, or evidence of another case, must not be attachable.
+    """
+    own_upload = who.person_id in request.app.state.uploaded_by.get(sha256, set())
+    return own_upload or incident_id in _model(request).incidents_with_evidence(sha256)
+
+
+def _attachable_photo(request: Request, who: Principal, incident_id: str, index: int, sha256: str) -> Evidence:
+    """The Evidence for one ``evidence[index]`` of an action, or 422 (one answer for missing and not allowed,
+    so the answer does not tell whether someone else's file exists)."""
+    root = request.app.state.evidence_root
+    path = store.locate(root, sha256) if may_attach(request, who, incident_id, sha256) else None
+    if path is None:
+        raise HTTPException(422, f"evidence[{index}]: no photo you uploaded or of this case with sha256 "
+                                 f"'{sha256[:70]}'")
+    return Evidence(kind="officer_photo", sha256=sha256, uri=str(path.relative_to(root)),
+                    content_type=store.media_type(path))
+
+
 @router.post("/tasks/{task_id}/actions", tags=["officer"], response_model=Outcome,
              responses={202: {"model": Outcome}, 409: {"model": Outcome}},
              summary="officer: accept, arrive, resolve (note, photos) or reject as a false alarm (reason code)")
@@ -321,14 +362,7 @@ async def task_action(task_id: str, body: ActionIn, request: Request,
     task = _own_task(request, who, task_id)
     if body.action == "reject" and body.reason not in REJECT_REASONS:
         raise HTTPException(422, f"reason: a false-alarm rejection needs one of {', '.join(REJECT_REASONS)}")
-    root = request.app.state.evidence_root
-    photos = []
-    for index, sha in enumerate(body.evidence):
-        path = store.locate(root, sha)
-        if path is None:
-            raise HTTPException(422, f"evidence[{index}]: no uploaded file with sha256 '{sha[:70]}'")
-        photos.append(Evidence(kind="officer_photo", sha256=sha, uri=str(path.relative_to(root)),
-                               content_type=store.media_type(path)))
+    photos = [_attachable_photo(request, who, task.incident_id, index, sha) for index, sha in enumerate(body.evidence)]
     reason = REJECT_REASONS.get(body.reason, body.reason) if body.action == "reject" else body.reason
     feedback = Feedback(feedback_id=new_id(), incident_id=task.incident_id, action=body.action, actor=who.person_id,
                         at=utc_now(), task_id=task.task_id, reason=f"{body.reason}: {reason}" if body.reason else "",
@@ -374,9 +408,9 @@ async def upload(request: Request, who: Principal = Depends(OFFICER)) -> dict:
             raise HTTPException(413, f"body: larger than the {web.upload_max_mb:g} MB upload limit")
     if not data:
         raise HTTPException(422, "body: empty upload")
-    actual = store.sniff_type(bytes(data))
-    if actual != declared:
-        raise HTTPException(415, f"body: the file is {actual or 'not an image'}, not {declared}")
+    problem = await asyncio.to_thread(store.image_problem, bytes(data), declared)
+    if problem is not None:
+        raise HTTPException(415, f"body: {problem}")
     saved = await asyncio.to_thread(store.store, request.app.state.evidence_root, bytes(data), declared)
     request.app.state.uploaded_by.setdefault(saved.sha256, set()).add(who.person_id)
     return {**saved.asdict_deep(), "url": f"/api/evidence/{saved.sha256}", "size": len(data)}
