@@ -23,10 +23,10 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 import structlog
 
 from contract import DeadLetter, to_iso
+from contract import wire
 from contract.deadletter import dead_letter, failure_reason
 from nonsite.config import City
 from stream.app import cases_topic_name, changelog_topic_name, partition_for
-from stream import codec
 from stream.domain.dedup import CityMap
 from stream.domain.engine import Engine, Outputs, Tables
 from stream.domain.intake import Envelope, unpack
@@ -98,7 +98,7 @@ class ChangelogStore:
     async def send_pending(self, producer: Any, partition: int) -> None:
         pending, self.pending = self.pending, []
         for key, value in pending:
-            await producer.send(self.changelog_topic, codec.encode(key), codec.encode(value), partition, None, None)
+            await producer.send(self.changelog_topic, wire.encode(key), wire.encode(value), partition, None, None)
 
 
 async def read_range(city: City, topic: str, partition: int, first: int, end: int) -> list[tuple[int, bytes]]:
@@ -178,7 +178,7 @@ def register(app: faust.App, city: City, clock: Callable[[], float], instance: s
         # flushes this producer before it commits offsets.
         send = app.producer.send
         for incident in out.snapshots():
-            await send(names.incidents, incident["incident_id"].encode(), codec.encode(incident), None, None, None)
+            await send(names.incidents, incident["incident_id"].encode(), wire.encode(incident), None, None, None)
         for task in out.tasks:
             await send(names.tasks, task.incident_id.encode(), task.to_json(), None, None, None)
         for event in out.case_events:

@@ -22,14 +22,16 @@ import msgspec
 from contract import CameraStatus, DeadLetter, Detection, Feedback, decode, utc_now
 from contract.deadletter import dead_letter, failure_reason
 from contract.validate import ContractError, decode_admitted
-from stream import codec
+from contract import wire
+from contract.position import source_of
 from stream.domain.dedup import CityMap, district_of_incident, spot
 
 ROLES = {"detections": Detection, "camera_status": CameraStatus, "feedback": Feedback}
 
 
 class Envelope(msgspec.Struct, frozen=True):
-    """One input for the case engine: ``stream`` is ``topic:partition`` of its source, ``offset`` its offset.
+    """One input for the case engine: ``stream`` is ``topic:partition`` of its source, ``offset`` its offset
+    (``tick`` and -1 for a tick).
 
     ``payload`` is the validated message (a :mod:`contract` record), or a plain dict for a tick.
     """
@@ -41,11 +43,18 @@ class Envelope(msgspec.Struct, frozen=True):
     payload: Any
 
     @property
+    def origin(self) -> tuple[str, int, int]:
+        """The topic, partition and offset of the input message (not for ticks)."""
+        topic, partition = self.stream.rsplit(":", 1)
+        return topic, int(partition), self.offset
+
+    @property
     def source(self) -> str:
-        return f"{self.stream.replace(':', '/')}/{self.offset}" if self.kind != "tick" else "tick"
+        """Where the input came from, as case events name it (:func:`contract.position.source_of`)."""
+        return source_of(*self.origin) if self.kind != "tick" else "tick"
 
     def to_bytes(self) -> bytes:
-        return codec.encode(self)
+        return wire.encode(self)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Envelope":
@@ -72,7 +81,7 @@ _wire_batch = msgspec.json.Decoder(_WireBatch).decode
 
 def _from_wire(wire: _Wire) -> Envelope:
     role = ROLES.get(wire.kind)
-    payload = codec.decode_any(wire.payload) if role is None else decode_admitted(role, wire.payload)
+    payload = wire.decode_any(wire.payload) if role is None else decode_admitted(role, wire.payload)
     return Envelope(wire.kind, wire.district, wire.stream, wire.offset, payload)
 
 
@@ -93,9 +102,9 @@ def pack(envelopes: list[Envelope], max_bytes: int = MAX_BATCH_BYTES,
     size = 0
     for index, env in enumerate(envelopes):
         if raws is None or raws[index] is None:
-            part = codec.encode(env)
+            part = wire.encode(env)
         else:
-            part = codec.encode(_Wire(env.kind, env.district, env.stream, env.offset, msgspec.Raw(raws[index])))
+            part = wire.encode(_Wire(env.kind, env.district, env.stream, env.offset, msgspec.Raw(raws[index])))
         if parts and size + len(part) > max_bytes:
             messages.append(b'{"batch":[' + b",".join(parts) + b"]}")
             parts, size = [], 0

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional, Sequence
 from contract import CameraStatus, DeadLetter, Detection, Feedback
 from contract.deadletter import dead_letter, failure_reason
 from nonsite.config import City
-from stream import codec
+from contract import wire
 from stream.domain.dedup import CityMap
 from stream.domain.engine.case import Case
 from stream.domain.engine.outputs import Outputs
@@ -30,12 +30,8 @@ class InputFailed(Exception):
 
 def input_dead_letter(env: Envelope, reason: str, at: tuple[int, int], cases_topic: str) -> DeadLetter:
     """The dead letter of an input the engine could not apply: where it came from, or its cases message."""
-    if env.kind == "tick":
-        topic, partition, offset = cases_topic, at[0], at[1]
-    else:
-        topic, partition_text = env.stream.rsplit(":", 1)
-        partition, offset = int(partition_text), env.offset
-    payload = env.payload.to_json() if hasattr(env.payload, "to_json") else codec.encode(env.payload)
+    topic, partition, offset = (cases_topic, *at) if env.kind == "tick" else env.origin
+    payload = env.payload.to_json() if hasattr(env.payload, "to_json") else wire.encode(env.payload)
     return dead_letter(topic, partition, offset, f"case engine: {reason}", payload)
 
 

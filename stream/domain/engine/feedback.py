@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from contract import Feedback, Task
 from contract.deadletter import dead_letter
-from stream import codec
 from stream.domain import casefile
 from stream.domain.casefile import ACCEPTED, ARRIVED, DISPATCHED, REJECTED, RESOLVED
 from stream.domain.engine.case import _shas
@@ -20,10 +19,8 @@ class FeedbackRules(Dispatching):
     def _on_feedback(self, env: Envelope, f: Feedback, out: Outputs) -> None:
         case = self.load(f.incident_id)
         if case is None:
-            stream_topic, partition = env.stream.rsplit(":", 1)
-            out.dead_letters.append(dead_letter(stream_topic, int(partition), env.offset,
-                                                f"feedback for unknown case {f.incident_id!r}",
-                                                codec.encode(env.payload).decode(), f.at))
+            out.dead_letters.append(dead_letter(*env.origin, f"feedback for unknown case {f.incident_id!r}",
+                                                f.to_json(), f.at))
             return
         now = to_epoch(f.at)
         to_state = FEEDBACK_STATES[f.action]

@@ -1,7 +1,7 @@
-"""JSON on the worker's hot path: one encoder and an untyped decoder, both msgspec (C, no copies).
+"""The JSON wire format: one msgspec encoder and an untyped decoder (C, no copies).
 
-Typed decoding is the contract's (:func:`contract.decode`); this module only holds what the worker
-adds around it.
+Typed decoding is :func:`contract.decode`; these are for what has no record type (ticks, table
+values, envelopes).
 
 Example::
 
