@@ -19,12 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from nonsite.config import City
-from stream.records import Alert, CameraStatus, CaseEvent, DeadLetter, Feedback, Incident, Task, utc_now
-
-try:
-    from contract import dead_letter
-except ImportError:  # before the event contract moved to its own package
-    from stream.deadletter import dead_letter
+from stream.records import Alert, CameraStatus, CaseEvent, DeadLetter, Feedback, Incident, Task, dead_letter, utc_now
 from web.readmodel import Change, ReadModel, Verdict, position
 
 log = structlog.get_logger("web.bus")
