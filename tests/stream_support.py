@@ -10,7 +10,8 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, Optional
 
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -19,7 +20,7 @@ from nonsite.config import ZONE_KINDS, City, load_city
 from stream.app import cases_topic_name, create_topics, partition_for
 from stream.cli import read_table_view
 from stream.domain.intake import Envelope
-from contract import CameraStatus, CaseEvent, Detection, Evidence, Feedback, new_id, to_iso
+from contract import CameraStatus, Detection, Evidence, Feedback, new_id, to_iso
 
 PROJECT = Path(__file__).resolve().parents[1]
 BASE_LAT, BASE_LON = 30.60, 104.00
@@ -214,3 +215,20 @@ class WorkerProcess:
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextmanager
+def running_system(tmp: Path, grids: Iterable[str], outputs: Iterable[str], **stream: object
+                   ) -> Iterator[tuple[City, WorkerProcess, Inputs, dict[str, Reader]]]:
+    """A test city with a worker running, a producer of inputs and a reader per output topic role."""
+    city = make_city(tmp, grids, **stream)
+    worker = WorkerProcess(city, tmp).start()
+    inputs = Inputs(city)
+    readers = {name: Reader(city.kafka.bootstrap, getattr(city.kafka.topics, name)) for name in outputs}
+    try:
+        yield city, worker, inputs, readers
+    finally:
+        worker.stop()
+        inputs.close()
+        for reader in readers.values():
+            reader.close()

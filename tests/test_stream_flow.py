@@ -10,15 +10,13 @@ import io
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import msgspec
 import pytest
 
 from stream.domain.casefile import CaseFile, replay
-from contract import CaseEvent, Detection
-from stream_support import (PROJECT, Inputs, Reader, WorkerProcess, events_of, make_city, read_changelog,
-                            states_of)
+from contract import CaseEvent
+from stream_support import PROJECT, Inputs, events_of, read_changelog, running_system, states_of
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 GRIDS = ["G1", "G2", "G3", "G4", "G5", "G6", "G7", "GX", "GN"]
@@ -26,18 +24,9 @@ GRIDS = ["G1", "G2", "G3", "G4", "G5", "G6", "G7", "GX", "GN"]
 
 @pytest.fixture(scope="module")
 def system(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("stream-flow")
-    city = make_city(tmp, GRIDS, acceptance_minutes=0.2)
-    worker = WorkerProcess(city, tmp).start()
-    inputs = Inputs(city)
-    topics = city.kafka.topics
-    readers = {name: Reader(city.kafka.bootstrap, getattr(topics, name))
-               for name in ("case_events", "incidents", "tasks", "alerts", "dead_letter")}
-    yield city, worker, inputs, readers
-    worker.stop()
-    inputs.close()
-    for reader in readers.values():
-        reader.close()
+    outputs = ("case_events", "incidents", "tasks", "alerts", "dead_letter")
+    with running_system(tmp_path_factory.mktemp("stream-flow"), GRIDS, outputs, acceptance_minutes=0.2) as system:
+        yield system
 
 
 def first_incident(readers, camera: str, timeout: float = 90.0) -> dict:

@@ -14,7 +14,7 @@ from kafka import KafkaProducer
 from contract import CameraStatus, Detection, Evidence, Feedback, new_id, to_iso
 from contract.position import source_of
 from fuzz_corpus import RandomPicker, deep, make_malformed
-from stream_support import Inputs, Reader, WorkerProcess, make_city
+from stream_support import running_system
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 GRIDS = ["G1", "G2", "G3", "G4"]
@@ -24,18 +24,9 @@ VALID_PER_TOPIC = 100
 
 @pytest.fixture(scope="module")
 def system(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("stream-hardening")
-    city = make_city(tmp, GRIDS, acceptance_minutes=30)
-    worker = WorkerProcess(city, tmp).start()
-    inputs = Inputs(city)
-    topics = city.kafka.topics
-    readers = {name: Reader(city.kafka.bootstrap, getattr(topics, name))
-               for name in ("case_events", "incidents", "alerts", "dead_letter")}
-    yield city, worker, inputs, readers
-    worker.stop()
-    inputs.close()
-    for reader in readers.values():
-        reader.close()
+    outputs = ("case_events", "incidents", "alerts", "dead_letter")
+    with running_system(tmp_path_factory.mktemp("stream-hardening"), GRIDS, outputs, acceptance_minutes=30) as system:
+        yield system
 
 
 def sent_at(metadata) -> str:

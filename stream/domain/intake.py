@@ -58,7 +58,7 @@ class Envelope(msgspec.Struct, frozen=True):
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Envelope":
-        return _from_wire(_wire(raw))
+        return _from_wire(_read_wire(raw))
 
 
 class _Wire(msgspec.Struct, gc=False):
@@ -75,14 +75,14 @@ class _WireBatch(msgspec.Struct):
     batch: list[_Wire]
 
 
-_wire = msgspec.json.Decoder(_Wire).decode
+_read_wire = msgspec.json.Decoder(_Wire).decode
 _wire_batch = msgspec.json.Decoder(_WireBatch).decode
 
 
-def _from_wire(wire: _Wire) -> Envelope:
-    role = ROLES.get(wire.kind)
-    payload = wire.decode_any(wire.payload) if role is None else decode_admitted(role, wire.payload)
-    return Envelope(wire.kind, wire.district, wire.stream, wire.offset, payload)
+def _from_wire(item: _Wire) -> Envelope:
+    role = ROLES.get(item.kind)
+    payload = wire.decode_any(item.payload) if role is None else decode_admitted(role, item.payload)
+    return Envelope(item.kind, item.district, item.stream, item.offset, payload)
 
 
 MAX_BATCH_BYTES = 768 * 1024  # below the 1 MB message limit of Kafka and of the Faust consumer fetch
@@ -118,8 +118,8 @@ def pack(envelopes: list[Envelope], max_bytes: int = MAX_BATCH_BYTES,
 def unpack(raw: bytes) -> list[Envelope]:
     """The inputs of one cases-topic message: a batch from :func:`pack` or one :meth:`Envelope.to_bytes`."""
     if raw.startswith(b'{"batch":'):
-        return [_from_wire(wire) for wire in _wire_batch(raw).batch]
-    return [_from_wire(_wire(raw))]
+        return [_from_wire(item) for item in _wire_batch(raw).batch]
+    return [_from_wire(_read_wire(raw))]
 
 
 def admit(role: str, raw: Optional[bytes], topic: str, partition: int, offset: int,
