@@ -12,9 +12,7 @@ from contract.records import (CONTRACT, SCHEMA_VERSION, Alert, CameraStatus, Cas
                               Evidence, Feedback, Incident, Record, Task)
 from contract.validate import ContractError, convert, decode
 
-ContractRecord = Record  # the name the first contract (Faust records) used
-
-__all__ = ["CONTRACT", "SCHEMA_VERSION", "Alert", "CameraStatus", "CaseEvent", "ContractError", "ContractRecord",
+__all__ = ["CONTRACT", "SCHEMA_VERSION", "Alert", "CameraStatus", "CaseEvent", "ContractError",
            "DeadLetter", "Detection", "Evidence", "Feedback", "Incident", "Record", "Task", "convert",
            "dead_letter", "decode", "failure_reason", "new_id", "parse_iso", "parse_source", "source_of", "to_epoch",
            "to_iso", "utc_now"]

@@ -2,7 +2,7 @@
 
 One :class:`Pipeline` serves every camera of a process.  :meth:`Pipeline.process` takes a batch of
 frames (any cameras, each with its own timestamp), runs the model once on the frames that need it,
-and returns the violation events (:class:`stream.records.Detection`) due at those frame times.  It
+and returns the violation events (:class:`contract.Detection`) due at those frame times.  It
 only depends on frames with timestamps, so the same code runs live cameras (readers) and offline
 files (:func:`run_offline`), and tests drive it on a simulated clock.
 

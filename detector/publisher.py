@@ -41,7 +41,7 @@ import structlog
 from detector import metrics
 from detector.spool import Spool, SpoolRecord
 from nonsite.config import Topics
-from contract import CameraStatus, ContractRecord, Detection
+from contract import CameraStatus, Record, Detection
 
 log = structlog.get_logger("detector.publisher")
 
@@ -89,14 +89,14 @@ class EventPublisher:
     def kafka_up(self) -> bool:
         return bool(self._kafka_up)
 
-    def topic_for(self, record: ContractRecord) -> str:
+    def topic_for(self, record: Record) -> str:
         if isinstance(record, Detection):
             return self.topics.detections
         if isinstance(record, CameraStatus):
             return self.topics.camera_status
         raise TypeError(f"EventPublisher publishes Detection and CameraStatus, not {type(record).__name__}")
 
-    def publish(self, record: ContractRecord) -> None:
+    def publish(self, record: Record) -> None:
         """Queue one record for Kafka (key = its camera id); returns at once."""
         item = SpoolRecord(self.topic_for(record), record.camera_id.encode(), record.to_json())
         with self._state:

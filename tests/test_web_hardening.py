@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from conftest import reader_from_beginning
-from stream.records import DeadLetter, new_id
+from contract import DeadLetter, new_id
 from web_harness import (PASSWORDS, WebHarness, camera_status, dispatched_case, incident, start_web, stored_evidence,
                          street_jpeg)
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from stream.records import Alert, CaseEvent, Incident, new_id, to_iso
+from contract import Alert, CaseEvent, Incident, new_id, to_iso
 from web import evidence as store
 from web import reports
 from web.auth import Principal, TokenIssuer, find_login
@@ -90,7 +90,7 @@ def test_outcome_is_found_by_the_feedback_position() -> None:
 
 
 def test_a_dead_lettered_feedback_is_a_refusal() -> None:
-    from stream.records import DeadLetter, Feedback
+    from contract import DeadLetter, Feedback
 
     model = ReadModel(feedback_topic="nonsite.feedback")
     feedback = Feedback(feedback_id=new_id(), incident_id="nope", action="accept", actor="O101", at=to_iso(T0))

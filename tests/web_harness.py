@@ -24,7 +24,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from nonsite.config import City
 from nonsite.kafka_local import ensure_topics
-from stream.records import (Alert, CameraStatus, CaseEvent, ContractRecord, DeadLetter, Evidence, Feedback,
+from contract import (Alert, CameraStatus, CaseEvent, Record, DeadLetter, Evidence, Feedback,
                             Incident, Task, new_id, to_iso)
 from web import evidence as evidence_store
 from web.app import create_app
@@ -77,7 +77,7 @@ class WebHarness:
     def evidence_dir(self) -> Path:
         return self.city.resolve_path(self.city.detector.evidence_dir)
 
-    def publish(self, topic_kind: str, *records: ContractRecord) -> None:
+    def publish(self, topic_kind: str, *records: Record) -> None:
         topic = getattr(self.city.kafka.topics, topic_kind)
         for record in records:
             key = getattr(record, "incident_id", None) or getattr(record, "camera_id", None) or new_id()

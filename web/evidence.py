@@ -22,7 +22,7 @@ from typing import Optional
 
 from PIL import Image
 
-from stream.records import Evidence
+from contract import Evidence
 
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif"}
 PILLOW_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP", "image/gif": "GIF"}

@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
-from stream.records import Alert, CameraStatus, CaseEvent, ContractRecord, DeadLetter, Incident, Task, parse_iso
+from contract import Alert, CameraStatus, CaseEvent, Record, DeadLetter, Incident, Task, parse_iso
 
 CLOSED_STATES = frozenset({"CLOSED", "VERIFIED", "SELF_CORRECTED"})
 TERMINAL_STATES = CLOSED_STATES | {"REJECTED"}
@@ -64,7 +64,7 @@ class ReadModel:
     escalated: set[str] = field(default_factory=set)
     messages: int = 0
 
-    def apply(self, topic_kind: str, record: ContractRecord) -> list[Change]:
+    def apply(self, topic_kind: str, record: Record) -> list[Change]:
         """Fold one record in; ``topic_kind`` is the Topics field name (``incidents``, ``case_events``...)."""
         self.messages += 1
         if isinstance(record, Incident):

@@ -26,7 +26,7 @@ from typing import Iterable, Literal, Optional
 from zoneinfo import ZoneInfo
 
 from nonsite.config import City
-from stream.records import parse_iso
+from contract import parse_iso
 from web.readmodel import CLOSED_STATES, ReadModel, norm_state
 
 GroupBy = Literal["scenario", "grid", "officer", "camera"]

@@ -16,7 +16,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
 from nonsite.passwords import verify_password
-from stream.records import Evidence, Feedback, new_id, parse_iso, utc_now
+from contract import Evidence, Feedback, new_id, parse_iso, utc_now
 from web import evidence as store
 from web import reports
 from web.auth import Principal, find_login

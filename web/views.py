@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from nonsite.config import City
-from stream.records import Alert, CameraStatus, CaseEvent, Incident, Task, parse_iso
+from contract import Alert, CameraStatus, CaseEvent, Incident, Task, parse_iso
 from web.readmodel import OPEN_TASK_STATUSES, TERMINAL_STATES, ReadModel, norm_state
 
 # Reasons an officer may give for rejecting a task as a false alarm (误报); the API accepts only these codes.

@@ -1,6 +1,6 @@
 """The disposal state machine of one case (案件处置), pure: no Kafka, no clock.
 
-Every attempted step becomes a :class:`~stream.records.CaseEvent`; a refused step is recorded with
+Every attempted step becomes a :class:`~contract.CaseEvent`; a refused step is recorded with
 ``applied=False`` and a reason and leaves the case untouched.  :func:`replay` folds the audit log
 back into case files, which is how the audit trail proves itself (执法全过程记录).
 

@@ -1,7 +1,7 @@
 """Stage one, pure: validate a raw message from an input topic and route it to its district.
 
 A valid message becomes an :class:`Envelope` for the internal cases topic, keyed by district; a bad
-one becomes a :class:`~stream.records.DeadLetter` naming what is wrong and where it came from.
+one becomes a :class:`~contract.DeadLetter` naming what is wrong and where it came from.
 Intake sends the envelopes of one district in batches (:func:`pack`): one cases-topic message holds
 many inputs, and the case engine applies a message as one unit (see :mod:`stream.state.journal`).
 

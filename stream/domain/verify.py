@@ -2,7 +2,7 @@
 
 A case remembers, for every ``camera/zone`` spot it was seen at, whether the violation is present
 and which detector violation ids are active there.  Detection ``start``/``update`` mark it present,
-``end`` removes that violation id, and a :class:`~stream.records.CameraStatus` (the camera's last
+``end`` removes that violation id, and a :class:`~contract.CameraStatus` (the camera's last
 inference) sets it from its ``active`` list — so periodic re-checks verify without new detections.
 
 Example::
