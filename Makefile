@@ -15,10 +15,11 @@ endif
 
 .PHONY: demo test install kafka-jars kafka-start kafka-stop clean
 
+# Every process's extra (detector, worker, web) and the test tools: the suite runs them all.
 $(BIN)/nonsite: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[detector,worker,web,test]'
 	touch $@
 
 install: $(BIN)/nonsite

@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
+SCHEMA_VERSION = 1  # of every record; a consumer refuses another
+
 # a name or id made by a program: letters (any script), digits and a few separators; no spaces,
 # quotes, angle brackets or control characters
 ID_PATTERN = r"^[\w.:/|@#+=-]+$"

@@ -21,11 +21,11 @@ from typing import Any, ClassVar, Optional, Type, TypeVar
 import msgspec
 
 from contract.clock import new_id, utc_now  # noqa: F401  (the docstring's example)
-from contract.fields import (AlertKind, BBox, CameraState, CaseState, Count, DetectionKind, EvidenceKind,
-                             FeedbackAction, Id, Latitude, Longitude, OptionalZoneId, Plate, Priority, Probability,
-                             RawText, Seconds, Severity, Sha256, ShortText, TaskStatus, Text, Timestamp, Uri)
+from contract.fields import (SCHEMA_VERSION, AlertKind, BBox, CameraState, CaseState, Count, DetectionKind,
+                             EvidenceKind, FeedbackAction, Id, Latitude, Longitude, OptionalZoneId, Plate, Priority,
+                             Probability, RawText, Seconds, Severity, Sha256, ShortText, TaskStatus, Text, Timestamp,
+                             Uri)
 
-SCHEMA_VERSION = 1
 R = TypeVar("R", bound="Record")
 _encode = msgspec.json.Encoder().encode
 
@@ -59,6 +59,10 @@ class Record(msgspec.Struct, kw_only=True, gc=False):
         from contract.validate import convert
 
         return convert(cls, data)
+
+    def check_rules(self) -> Optional[str]:
+        """What is wrong with this record beyond its field types, or None (a record type adds its rules)."""
+        return None
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -106,6 +110,12 @@ class Detection(Record):
     plate: Optional[Plate] = None
     shop_id: Optional[Id] = None
     schema_version: int = SCHEMA_VERSION
+
+    def check_rules(self) -> Optional[str]:
+        x1, y1, x2, y2 = self.bbox
+        if x1 > x2 or y1 > y2:
+            return f"Detection.bbox: corners out of order (x1 <= x2 and y1 <= y2): {self.bbox}"
+        return None
 
 
 class CameraStatus(Record):

@@ -11,6 +11,7 @@ nests 3 deep), wherever the nesting is, unknown fields included.
 
 Example::
 
+    >>> from contract import DeadLetter
     >>> decode(DeadLetter, b'{"schema_version":1,"topic":"t"}')
     Traceback (most recent call last):
     ...
@@ -21,15 +22,17 @@ from __future__ import annotations
 import functools
 import re
 import typing
-from typing import Any, Literal, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Type, TypeVar
 
 import msgspec
 
 from contract.clock import is_utc_iso
-from contract.fields import PATTERN_NAMES
-from contract.records import SCHEMA_VERSION, DeadLetter, Detection, Record  # noqa: F401  (DeadLetter: docstring)
+from contract.fields import PATTERN_NAMES, SCHEMA_VERSION
 
-R = TypeVar("R", bound=Record)
+if TYPE_CHECKING:  # records import this module (Record.from_json): the types only, for the checker
+    from contract.records import Record
+
+R = TypeVar("R", bound="Record")
 MAX_INPUT_BYTES = 64 * 1024  # a detection with all its evidence is about 2 KB
 MAX_RECORD_BYTES = 1024 * 1024  # Kafka's default message size
 MAX_DEPTH = 16  # arrays and objects inside one another
@@ -138,10 +141,9 @@ def check(record: Record) -> None:
         value = getattr(record, field)
         if value is not None and not is_utc_iso(value):
             raise ContractError(f"{name}.{field}: not a UTC ISO-8601 timestamp: {value!r}")
-    if isinstance(record, Detection):
-        x1, y1, x2, y2 = record.bbox
-        if x1 > x2 or y1 > y2:
-            raise ContractError(f"Detection.bbox: corners out of order (x1 <= x2 and y1 <= y2): {record.bbox}")
+    problem = record.check_rules()
+    if problem:
+        raise ContractError(problem)
 
 
 def _named(cls: type[Record], message: str) -> str:
@@ -174,10 +176,10 @@ def _choices(cls: type[Record], path: str) -> tuple[str, ...]:
 
 
 def _literal_or_record(hint: Any) -> Any:
-    """Unwrap Optional, list and Annotated down to a Literal or a Record class."""
+    """Unwrap Optional, list and Annotated down to a Literal or a record (Struct) class."""
     while True:
         origin = typing.get_origin(hint)
-        if origin is Literal or (isinstance(hint, type) and issubclass(hint, Record)):
+        if origin is Literal or (isinstance(hint, type) and issubclass(hint, msgspec.Struct)):
             return hint
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if not args:
