@@ -11,20 +11,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import cv2
 import structlog
 
 from nonsite.cli import CommandError
 from nonsite.config import Camera, City
-from stream.records import ContractError, Detection
+from contract import ContractError, Detection
 
 log = structlog.get_logger("detector.cli")
 
@@ -68,16 +70,12 @@ def detect_file(args: argparse.Namespace, city: Optional[City]) -> int:
 
     from detector.evidence import EvidenceStore
     from detector.pipeline import Pipeline
-    from detector.sources import SourceError, iter_file_frames, open_capture, video_fps
+    from detector.sources import SourceError, iter_file_frames
 
     assert city is not None
     camera = _camera(city, args.camera)
     video: Path = args.video
-    if not video.is_file():
-        raise CommandError(f"{video}: video file not found")
-    capture = open_capture(str(video))
-    fps, count = video_fps(capture), int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    capture.release()
+    fps, count = probe_video(video)
     total = int(count / fps / camera.sample_interval_s) + 1 if count else None
 
     detector = _load_detector(city)
@@ -117,6 +115,69 @@ def detect_file(args: argparse.Namespace, city: Optional[City]) -> int:
     log.info("file done", camera=camera.id, frames=stats.frames, inferred=stats.inferred, skipped=stats.skipped,
              events=events, open_at_end=len(still_open))
     return 0
+
+
+# leading bytes of the containers FFmpeg is usually given: a file that starts like one is a video
+# that is damaged or cut short; one that does not is no video at all
+CONTAINER_MAGIC = ((4, b"ftyp", "MP4/MOV"), (0, b"RIFF", "AVI"), (0, b"\x1aE\xdf\xa3", "Matroska/WebM"),
+                   (0, b"FLV", "FLV"), (0, b"\x00\x00\x01\xba", "MPEG-PS"), (0, b"G", "MPEG-TS"))
+
+
+def container_of(head: bytes) -> Optional[str]:
+    """The video container the file's first bytes announce, or None."""
+    for offset, magic, name in CONTAINER_MAGIC:
+        if head[offset:offset + len(magic)] == magic and (name != "MPEG-TS" or head[188:189] in (b"G", b"")):
+            return name
+    return None
+
+
+def probe_video(video: Path) -> tuple[float, int]:
+    """``(fps, frame count)`` of a video whose first frame decodes; else one line saying what is wrong.
+
+    Raises :class:`~nonsite.cli.CommandError` naming the file: missing, empty, not a video, or a
+    video that is damaged or truncated (FFmpeg cannot open it, or cannot decode its first frame).
+    """
+    from detector.sources import SourceError, open_capture, video_fps
+
+    if not video.is_file():
+        raise CommandError(f"{video}: video file not found")
+    size = video.stat().st_size
+    if size == 0:
+        raise CommandError(f"{video}: empty file (0 bytes), not a video")
+    with video.open("rb") as file:
+        container = container_of(file.read(512))
+    broken = (f"damaged or truncated {container} video ({size} bytes)" if container
+              else f"not a video file ({size} bytes, no known video container header)")
+    with native_stderr_silenced():  # FFmpeg's and OpenCV's own lines ("moov atom not found", ...)
+        try:
+            capture = open_capture(str(video))
+        except SourceError:
+            capture = None
+        try:
+            readable = capture is not None and capture.grab() and capture.retrieve()[0]
+            fps, count = (video_fps(capture), int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)) if readable else (0, 0)
+        finally:
+            if capture is not None:
+                capture.release()
+    if capture is None:
+        raise CommandError(f"{video}: {broken}: FFmpeg cannot open it")
+    if not readable:
+        raise CommandError(f"{video}: {broken}: no frame can be decoded")
+    return fps, count
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null meanwhile: native libraries write there, past ``sys.stderr``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _video_writer(path: Path, image, fps: float) -> cv2.VideoWriter:

@@ -22,7 +22,7 @@ import re
 from datetime import time as dtime
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -232,7 +232,16 @@ class KafkaSettings(Strict):
     bootstrap: str = "localhost:9092"
     topics: Topics = Topics()
     partitions: int = Field(default=4, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
+    # "auto": min(3, brokers of the cluster); a number is honoured, refused when above the broker count.
+    # min.insync.replicas follows: 2 with 3 replicas, 1 below (nonsite.kafka_local.Replication)
+    replication_factor: Union[Literal["auto"], int] = "auto"
+
+    @field_validator("replication_factor", mode="before")
+    @classmethod
+    def _auto_or_count(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError(f"must be auto or a number of replicas (1 or more), got {value!r}")
 
 
 class MotionSettings(Strict):

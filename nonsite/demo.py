@@ -47,11 +47,11 @@ def media_folder() -> tuple[Path, bool]:
 def start_kafka(city: City, data_dir: Path, port: int) -> tuple[str, Optional[LocalKafka]]:
     external = os.environ.get("NONSITE_KAFKA_BOOTSTRAP")
     if external:
-        create_city_topics(city, external, nodes=city.kafka.replication_factor)
+        create_city_topics(city, external)
         return external, None
     cluster = LocalKafka(data_dir, nodes=1, base_port=port)
     bootstrap = cluster.start()
-    create_city_topics(city, bootstrap, nodes=1)
+    create_city_topics(city, bootstrap)
     return bootstrap, cluster
 
 

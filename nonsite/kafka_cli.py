@@ -6,30 +6,49 @@ import json
 import os
 from typing import Optional
 
+import structlog
+
 from nonsite.config import City
-from nonsite.kafka_local import DEFAULT_DATA_DIR, LocalKafka, ensure_topics
+from nonsite.kafka_local import DEFAULT_DATA_DIR, LocalKafka, TopicSpec, TopicsReport, replicate_topics, replication_for
+
+log = structlog.get_logger("nonsite.kafka")
 
 
-def create_city_topics(city: City, bootstrap: str, nodes: int) -> list[str]:
-    """The source topics the Faust app reads, created explicitly with the partition count it expects."""
-    replication = min(city.kafka.replication_factor, nodes)
-    topic_configs = {"min.insync.replicas": "2"} if replication >= 3 else {}
-    return ensure_topics(bootstrap, city.kafka.topics.all().values(), city.kafka.partitions, replication,
-                         topic_configs)
+def city_topic_specs(city: City) -> list[TopicSpec]:
+    """The topics of ``kafka.topics``, with the partition count the Faust app expects."""
+    return [TopicSpec(name, city.kafka.partitions) for name in city.kafka.topics.all().values()]
+
+
+def create_city_topics(city: City, bootstrap: str) -> TopicsReport:
+    """Create the city's topics, replicated as ``kafka.replication_factor`` says for this cluster.
+
+    Existing topics are checked: fewer replicas than required is refused with one line
+    (:class:`~nonsite.kafka_local.ReplicationError`), a lower min.insync.replicas is raised.
+    The worker creates and checks its internal topics the same way when it starts.
+    """
+    report = replicate_topics(bootstrap, city_topic_specs(city), replication_for(bootstrap,
+                                                                                city.kafka.replication_factor))
+    log.info("kafka topics", bootstrap=bootstrap, **report.log_fields())
+    return report
+
+
+def _summary(report: TopicsReport) -> dict[str, object]:
+    return {"topics_created": report.created, "replication": report.replication.as_dict(),
+            "topics": report.per_topic()}
 
 
 def start(args: argparse.Namespace, city: Optional[City]) -> int:
     assert city is not None
     external = os.environ.get("NONSITE_KAFKA_BOOTSTRAP")
     if external:
-        created = create_city_topics(city, external, nodes=city.kafka.replication_factor)
-        print(json.dumps({"bootstrap": external, "external": True, "topics_created": created}))
+        report = create_city_topics(city, external)
+        print(json.dumps({"bootstrap": external, "external": True, **_summary(report)}))
         return 0
     cluster = LocalKafka(args.data_dir or DEFAULT_DATA_DIR, nodes=args.nodes, base_port=args.port)
     bootstrap = cluster.start()
-    created = create_city_topics(city, bootstrap, nodes=args.nodes)
+    report = create_city_topics(city, bootstrap)
     print(json.dumps({"bootstrap": bootstrap, "nodes": args.nodes, "data_dir": str(cluster.data_dir),
-                      "topics_created": created}))
+                      **_summary(report)}))
     return 0
 
 

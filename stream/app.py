@@ -1,8 +1,13 @@
-"""The Faust app, built from the city config: broker, topics, store, partitions.
+"""The Faust app, built from the city config: broker, topics, store, partitions, replication.
 
-Topics come from ``kafka.topics`` plus one internal topic, ``<app_id>.cases`` (every input routed
-to its district); all are created explicitly with ``kafka.partitions`` partitions before the worker
-starts, and the tables use the same partition count (Faust raises ``PartitionsMismatch`` otherwise).
+Topics come from ``kafka.topics`` plus the worker's internal ones: ``<app_id>.cases`` (every input
+routed to its district), the ``case_state`` table's changelog and Faust's leader topic.  All are
+created explicitly before the worker starts, with ``kafka.partitions`` partitions (the leader topic:
+one), so the tables use the same partition count (Faust raises ``PartitionsMismatch`` otherwise), and
+with the replication ``kafka.replication_factor`` gives for this cluster (``auto``: min(3, brokers),
+``min.insync.replicas`` 2 from three replicas on).  Faust creates a topic only when it does not exist,
+so its internal topics get these settings too; existing topics are checked against them
+(:func:`nonsite.kafka_local.replicate_topics`).
 
 Example::
 
@@ -18,10 +23,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import faust
+import structlog
 from kafka.partitioner.default import murmur2
 
 from nonsite.config import City
-from nonsite.kafka_local import ensure_topics
+from nonsite.kafka_local import TopicSpec, TopicsReport, replicate_topics, replication_for
+
+log = structlog.get_logger("nonsite.stream")
 
 
 def cases_topic_name(city: City) -> str:
@@ -32,8 +40,23 @@ def changelog_topic_name(city: City, table: str) -> str:
     return f"{city.stream.app_id}-{table}-changelog"
 
 
+def leader_topic_name(city: City) -> str:
+    """Faust's leader election topic (``faust.assignor.leader_assignor``), one partition."""
+    return f"{city.stream.app_id}-__assignor-__leader"
+
+
 def all_topics(city: City) -> list[str]:
     return list(city.kafka.topics.all().values()) + [cases_topic_name(city)]
+
+
+def topic_specs(city: City) -> list[TopicSpec]:
+    """Every topic the worker uses, its own internal ones included, as Faust would create them."""
+    from stream.agents import STATE_TABLE
+
+    partitions = city.kafka.partitions
+    return ([TopicSpec(name, partitions) for name in all_topics(city)] +
+            [TopicSpec(changelog_topic_name(city, STATE_TABLE), partitions, {"cleanup.policy": "compact"}),
+             TopicSpec(leader_topic_name(city), 1)])
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -41,10 +64,22 @@ def partition_for(key: str, partitions: int) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
+def prepare_topics(city: City) -> TopicsReport:
+    """Create the worker's topics that do not exist yet and hold all of them to the required replication.
+
+    Logs one line, ``kafka topics``, with the replication factor and min.insync.replicas required and
+    those of every topic.  Raises :class:`~nonsite.kafka_local.ReplicationError` (one line) when an
+    existing topic has fewer replicas than required.
+    """
+    bootstrap = city.kafka.bootstrap
+    report = replicate_topics(bootstrap, topic_specs(city), replication_for(bootstrap, city.kafka.replication_factor))
+    log.info("kafka topics", bootstrap=bootstrap, **report.log_fields())
+    return report
+
+
 def create_topics(city: City) -> list[str]:
-    """Create the app's topics that do not exist yet (the broker must not auto-create them)."""
-    return ensure_topics(city.kafka.bootstrap, all_topics(city), city.kafka.partitions,
-                         city.kafka.replication_factor)
+    """:func:`prepare_topics`; returns the names of the topics it created."""
+    return prepare_topics(city).created
 
 
 FETCH_MAX_WAIT_MS = 20
@@ -88,12 +123,14 @@ def build_app(city: City, *, clock: Callable[[], float] = time.time, web_port: O
     # because the group keeps the member's old assignment, and Faust checks it names this worker's URL.
     instance_id = f"{settings.app_id}-{hashlib.sha1(f'{datadir}:{port}'.encode()).hexdigest()[:10]}"
     brokers = [f"kafka://{server.strip()}" for server in city.kafka.bootstrap.split(",")]
+    # for a topic Faust would create itself; prepare_topics() creates them all beforehand
+    replication = replication_for(city.kafka.bootstrap, city.kafka.replication_factor)
     app = faust.App(
         settings.app_id,
         broker=brokers,
         store=settings.store,
         topic_partitions=city.kafka.partitions,
-        topic_replication_factor=city.kafka.replication_factor,
+        topic_replication_factor=replication.factor,
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
         broker_commit_interval=settings.commit_interval_s,

@@ -20,7 +20,7 @@ import yaml
 
 from conftest import PROJECT, reader_from_beginning
 from detector.samples import DOG_REGION, build_still_video
-from stream.records import CameraStatus, Detection
+from contract import CameraStatus, Detection
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -85,6 +85,32 @@ def test_detect_file_unknown_camera_is_one_line(tmp_path, weights_path, media_di
     run = nonsite(config, "detect-file", str(video), "--camera", "cam-99")
     assert run.returncode == 1
     assert run.stderr.strip().splitlines()[-1].startswith("nonsite: --camera: unknown camera 'cam-99'")
+
+
+def unreadable_media(tmp_path: Path, media_dir: Path) -> dict[str, tuple[Path, str]]:
+    """Files named .mp4 that are no playable video, with what ``detect-file`` must say about each."""
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("camera notes, not a video\n", encoding="utf-8")
+    whole = build_still_video(media_dir / "dog.jpg", tmp_path / "whole.mp4", hold_s=3, gone_s=1).read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(whole[:len(whole) // 3])  # an upload cut short
+    return {"empty": (empty, "empty file (0 bytes), not a video"),
+            "text": (text, f"not a video file ({text.stat().st_size} bytes, no known video container header): "
+                           f"FFmpeg cannot open it"),
+            "truncated": (truncated, f"damaged or truncated MP4/MOV video ({len(whole) // 3} bytes): "
+                                     f"FFmpeg cannot open it")}
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "truncated"])
+def test_detect_file_unreadable_media_is_one_line_naming_the_file(tmp_path, media_dir, kind):
+    video, problem = unreadable_media(tmp_path, media_dir)[kind]
+    config = city_copy(tmp_path, 60, video)
+    run = nonsite(config, "detect-file", str(video), "--camera", "cam-01", timeout=120)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [f"nonsite: {video}: {problem}"]  # no traceback, no FFmpeg noise
+    assert run.stdout == ""
 
 
 def records(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[bytes]:
