@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ElementTree
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 
 from contract import Alert, CaseEvent, Incident, new_id, to_iso
@@ -55,7 +56,7 @@ def test_logins_come_from_the_configured_hashes(city) -> None:
 def test_demo_logins_are_listed_only_while_their_demo_password_works(city) -> None:
     from nonsite.config import Credentials
     from nonsite.passwords import hash_password
-    from web.routes import _demo_logins
+    from web.api.session import _demo_logins
 
     assert {a["username"] for a in _demo_logins(city)} == {"ops", "sup", "zhangwei", "lina", "wangqiang", "liuyang"}
     ops = city.users[0].model_copy(update={"credentials": Credentials(username="ops",
@@ -116,6 +117,53 @@ def test_an_escalation_alert_marks_the_case() -> None:
     model.apply("alerts", Alert(alert_id="a", kind="escalated", severity="critical", at=to_iso(T0), message="late",
                                 incident_id="i9"))
     assert "i9" in model.escalated
+
+
+# ------------------------------------------------------------------ response models
+def test_response_models_declare_every_field_of_the_records_they_show() -> None:
+    from contract import Evidence, Task
+    from web.api import schemas
+
+    for model, record in ((schemas.AlertOut, Alert), (schemas.CaseEventOut, CaseEvent), (schemas.TaskOut, Task)):
+        assert list(model.model_fields) == list(record.field_names()), model.__name__
+    assert set(Evidence.field_names()) <= set(schemas.StoredEvidence.model_fields)
+
+
+def test_response_models_give_back_the_views_unchanged(city) -> None:
+    from contract import Task
+    from fastapi.encoders import jsonable_encoder
+    from web.api import schemas
+    from web.views import camera_view, incident_view, task_view
+
+    def answer(model, view: dict) -> dict:
+        return jsonable_encoder(model.model_validate(view).model_dump(mode="json", by_alias=True, exclude_unset=True))
+
+    model = ReadModel()
+    model.apply("incidents", make_incident())
+    model.apply("incidents", msgspec.structs.replace(make_incident(incident_id="i2"), lat=30, lon=120.5))
+    task = Task(task_id="t1", incident_id="i1", officer_id="O101", grid_id="G01", scenario="stray_dog",
+                assigned_at=to_iso(T0), accept_by=to_iso(T0), deadline=to_iso(T0))
+    orphan = Task(task_id="t2", incident_id="nowhere", officer_id="O101", grid_id="G01", scenario="stray_dog",
+                  assigned_at=to_iso(T0), accept_by=to_iso(T0), deadline=to_iso(T0))
+    views = [(schemas.IncidentView, incident_view(city, model, i)) for i in model.all_incidents()]
+    views += [(schemas.TaskView, task_view(city, model, t)) for t in (task, orphan)]
+    views += [(schemas.Camera, row) for row in camera_view(city, model)]
+    for response_model, view in views:
+        assert answer(response_model, view) == view
+        assert set(view) <= set(response_model.model_fields), set(view) - set(response_model.model_fields)
+    assert list(answer(schemas.IncidentView, views[0][1])) == list(views[0][1])  # same order too
+
+
+def test_report_models_keep_from_and_to(city) -> None:
+    from web.api import schemas
+
+    total = reports.Figures("total", "合计 Total", filed=2, due=1, closed=1, on_time=1).as_dict()
+    summary = {"from": "2026-10-01", "to": "2026-10-31", "by": "grid", "rows": [total], "total": total}
+    assert schemas.Summary.model_validate(summary).model_dump(by_alias=True, exclude_unset=True) == summary
+    ranking = reports.ranking([reports.Figures("x", "X", due=3)], 1)
+    ranked = {"from": "a", "to": "b", "by": "officer", **ranking.as_dict()}
+    dumped = schemas.Ranking.model_validate(ranked).model_dump(by_alias=True, exclude_unset=True)
+    assert dumped == ranked and list(dumped["ranked"][0])[0] == "rank"
 
 
 # ------------------------------------------------------------------ statistics

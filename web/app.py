@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nonsite.config import City
-from web import routes
+from web.api import files, officer, reports, session, wall
 from web.auth import TokenIssuer
 from web.bus import Bus
 from web.middleware import SECURITY_HEADERS, SecurityMiddleware
@@ -63,7 +63,11 @@ def create_app(city: City, outcome_wait_s: float = OUTCOME_WAIT_S, start_bus: bo
     app.state.outcome_wait_s = outcome_wait_s
     _install_error_handlers(app)
     app.add_middleware(SecurityMiddleware)
-    app.include_router(routes.router)
+    app.include_router(session.router)
+    app.include_router(wall.router)
+    app.include_router(officer.router)
+    app.include_router(files.router)
+    app.include_router(reports.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for path, page in PAGES.items():
         app.add_api_route(path, _page(page), methods=["GET"], include_in_schema=False)

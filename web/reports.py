@@ -179,6 +179,11 @@ def summarise(facts: Iterable[CaseFacts], by: str, names: dict[str, str]) -> tup
     return [groups[k] for k in sorted(groups)], total
 
 
+def summarise_for(city: City, facts: Iterable[CaseFacts], by: str) -> tuple[list[Figures], Figures]:
+    """:func:`summarise` with the city's names for the groups."""
+    return summarise(facts, by, labels(city, by))
+
+
 def daily(facts: Iterable[CaseFacts], period: Period) -> list[dict]:
     by_day = {day: Figures(day.isoformat(), day.isoformat()) for day in period.days()}
     for case in facts:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from nonsite.config import City
+from nonsite.config import Camera, City
 from contract import Alert, CameraStatus, CaseEvent, Incident, Task, parse_iso
 from web.readmodel import OPEN_TASK_STATUSES, TERMINAL_STATES, ReadModel, norm_state
 
@@ -22,6 +22,9 @@ REJECT_REASONS: dict[str, str] = {
     "wrong_location": "位置不符 Wrong location",
     "camera_fault": "摄像头误检 Camera / detection fault",
 }
+
+
+ALERTS_SHOWN = 50  # alerts on the wall (and the default of GET /api/alerts)
 
 
 def now_utc() -> datetime:
@@ -110,33 +113,33 @@ def task_order(view: dict[str, Any]) -> tuple:
 
 
 def camera_view(city: City, model: ReadModel) -> list[dict[str, Any]]:
-    rows = []
-    for camera in city.cameras:
-        status = model.cameras.get(camera.id)
-        rows.append({"camera_id": camera.id, "name": camera.name, "address": camera.location.address,
-                     "grid_id": camera.grid, "enabled": camera.enabled,
-                     "state": status.state if status else "unknown",
-                     "observed_at": status.observed_at if status else None,
-                     "reason": status.reason if status else ""})
+    """Every configured camera with its latest status, then cameras that report but are not configured."""
+    rows = [_camera_row(camera.id, camera, model.cameras.get(camera.id)) for camera in city.cameras]
     known = {c.id for c in city.cameras}
-    for camera_id, status in model.cameras.items():
-        if camera_id not in known:
-            rows.append({"camera_id": camera_id, "name": camera_id, "address": "", "grid_id": "", "enabled": True,
-                         "state": status.state, "observed_at": status.observed_at, "reason": status.reason})
+    rows += [_camera_row(camera_id, None, status) for camera_id, status in model.cameras.items()
+             if camera_id not in known]
     return rows
+
+
+def camera_status_view(city: City, status: CameraStatus) -> dict[str, Any]:
+    return _camera_row(status.camera_id, city.camera(status.camera_id), status)
+
+
+def _camera_row(camera_id: str, camera: Optional[Camera], status: Optional[CameraStatus]) -> dict[str, Any]:
+    return {"camera_id": camera_id, "name": camera.name if camera else camera_id,
+            "address": camera.location.address if camera else "", "grid_id": camera.grid if camera else "",
+            "enabled": camera.enabled if camera else True, "state": status.state if status else "unknown",
+            "observed_at": status.observed_at if status else None, "reason": status.reason if status else ""}
 
 
 def alert_view(alert: Alert) -> dict[str, Any]:
     return alert.asdict_deep()
 
 
+def recent_alerts(model: ReadModel, limit: int = ALERTS_SHOWN) -> list[dict[str, Any]]:
+    """The latest ``limit`` alerts, newest first."""
+    return [alert_view(a) for a in reversed(list(model.alerts)[-limit:])]
+
+
 def case_event_view(event: CaseEvent) -> dict[str, Any]:
     return event.asdict_deep()
-
-
-def camera_status_view(city: City, status: CameraStatus) -> dict[str, Any]:
-    camera = city.camera(status.camera_id)
-    return {"camera_id": status.camera_id, "name": camera.name if camera else status.camera_id,
-            "address": camera.location.address if camera else "", "grid_id": camera.grid if camera else "",
-            "enabled": camera.enabled if camera else True, "state": status.state,
-            "observed_at": status.observed_at, "reason": status.reason}

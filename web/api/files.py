@@ -1,0 +1,36 @@
+"""Evidence files (photos) by their sha256, to the users allowed to see a case they belong to.
+
+The store itself (paths, types, uploads) is :mod:`web.evidence`.
+"""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import FileResponse
+
+from web import evidence as store
+from web.api.deps import model_of, uploaded_by
+from web.auth import Principal
+from web.security import ANY_ROLE
+
+router = APIRouter(prefix="/api", tags=["evidence"])
+
+
+def _may_read(request: Request, who: Principal, sha256: str) -> bool:
+    """An officer reads their own uploads and the evidence of cases assigned to them; other roles read all."""
+    if who.role != "officer":
+        return True
+    model = model_of(request)
+    return uploaded_by(request, who.person_id, sha256) or any(
+        model.officer_may_see(who.person_id, incident_id) for incident_id in model.incidents_with_evidence(sha256))
+
+
+@router.get("/evidence/{sha256}", summary="an evidence file, to users allowed to see its case")
+async def evidence_file(sha256: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> FileResponse:
+    if not store.SHA256.match(sha256):
+        raise HTTPException(422, "sha256: expected 64 lowercase hex characters")
+    if not _may_read(request, who, sha256):
+        raise HTTPException(403, "sha256: this evidence belongs to a case not assigned to you")
+    path = store.locate(request.app.state.evidence_root, sha256)
+    if path is None:
+        raise HTTPException(404, f"sha256: no evidence file '{sha256}' in the store")
+    return FileResponse(path, media_type=store.media_type(path), headers={"Cache-Control": "private, max-age=3600"})

@@ -1,0 +1,312 @@
+"""What the API takes and gives: request bodies (strict) and the JSON answers (as web/views.py and
+web/reports.py build them).
+
+A response model declares every field its view writes today, in the same order, so the OpenAPI schema
+documents them; it also lets through a field a view adds later (``extra="allow"``) instead of dropping it,
+and the routes answer with ``response_model_exclude_unset`` so a field the view leaves out stays out.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+# a JSON number kept as the view wrote it (an int stays an int: no 30 -> 30.0 on the way out)
+Number = Annotated[Union[int, float], WithJsonSchema({"type": "number"})]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+# ------------------------------------------------------------------ requests
+class LoginIn(Strict):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class ActionIn(Strict):
+    action: Literal["accept", "arrive", "resolve", "reject"]
+    note: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=64, description="for reject: one code of GET /api/meta reject_reasons")
+    evidence: list[str] = Field(default=[], max_length=10, description="sha256 of photos sent to POST /api/uploads")
+
+
+class ReassignIn(Strict):
+    target_officer: str = Field(min_length=1, max_length=64)
+    reason: str = Field(default="", max_length=500)
+
+
+# ------------------------------------------------------------------ session
+class Outcome(BaseModel):
+    feedback_id: str
+    action: str
+    status: Literal["applied", "refused", "pending"]
+    reason: str = ""
+    to_state: Optional[str] = None
+
+
+class LoginOut(Out):
+    token: str
+    expires_at: str
+    role: str
+    person_id: str
+    name: str
+
+
+class Ok(Out):
+    ok: bool
+
+
+class DemoLogin(Out):
+    username: str
+    password: str
+    role: str
+
+
+class Health(Out):
+    ok: bool
+    reason: Optional[str] = None
+    records: int
+    incidents: int
+    last_record_at: Optional[float] = None
+
+
+class ScenarioMeta(Out):
+    id: str
+    label_zh: str
+    label_en: str
+    sla_minutes: int
+
+
+class GridMeta(Out):
+    id: str
+    name: str
+
+
+class OfficerMeta(Out):
+    id: str
+    name: str
+    grid: str
+
+
+class RejectReason(Out):
+    code: str
+    label: str
+
+
+class Meta(Out):
+    city: str
+    city_zh: str
+    timezone: str
+    scenarios: list[ScenarioMeta]
+    grids: list[GridMeta]
+    officers: list[OfficerMeta]
+    reject_reasons: list[RejectReason]
+    min_sample_for_ranking: int
+    upload_max_mb: float
+    upload_types: list[str]
+
+
+# ------------------------------------------------------------------ records as the contract writes them
+class AlertOut(Out):
+    alert_id: str
+    kind: str
+    severity: str
+    at: str
+    message: str
+    incident_id: Optional[str] = None
+    camera_id: Optional[str] = None
+    grid_id: Optional[str] = None
+    schema_version: int
+
+
+class CaseEventOut(Out):
+    event_id: str
+    incident_id: str
+    seq: int
+    at: str
+    actor: str
+    action: str
+    from_state: Optional[str] = None
+    to_state: Optional[str] = None
+    applied: bool
+    reason: str
+    evidence: list[str]
+    task_id: Optional[str] = None
+    officer_id: Optional[str] = None
+    source: str
+    schema_version: int
+
+
+class TaskOut(Out):
+    task_id: str
+    incident_id: str
+    officer_id: str
+    grid_id: str
+    scenario: str
+    assigned_at: str
+    accept_by: str
+    deadline: str
+    status: str
+    attempt: int
+    first_offence: bool
+    note: str
+    schema_version: int
+
+
+class StoredEvidence(Out):
+    """POST /api/uploads: the stored photo (contract Evidence), where to fetch it and its size in bytes."""
+
+    kind: str
+    sha256: str
+    uri: str
+    content_type: str
+    schema_version: int
+    url: str
+    size: int
+
+
+# ------------------------------------------------------------------ the wall and the officer app
+class EvidenceLink(Out):
+    kind: str
+    sha256: str
+    url: str
+
+
+class Photo(Out):
+    sha256: str
+    url: str
+
+
+class IncidentView(Out):
+    """One case as the wall shows it; a task view of a task whose incident is not known yet has only
+    ``incident_id`` and ``state`` of these."""
+
+    incident_id: str
+    scenario: str = ""
+    scenario_zh: str = ""
+    scenario_en: str = ""
+    camera_id: str = ""
+    camera_name: str = ""
+    address: str = ""
+    lat: Optional[Number] = None
+    lon: Optional[Number] = None
+    zone_id: Optional[str] = None
+    grid_id: str = ""
+    grid_name: str = ""
+    state: str
+    first_seen: str = ""
+    last_seen: str = ""
+    updated_at: str = ""
+    detections: int = 0
+    priority: int = 3
+    officer_id: Optional[str] = None
+    officer_name: str = ""
+    task_id: Optional[str] = None
+    task_status: Optional[str] = None
+    deadline: Optional[str] = None
+    escalated: bool = False
+    overdue: bool = False
+    open: bool = True
+    first_offence: bool = False
+    recurrence_of: Optional[str] = None
+    reopen_count: int = 0
+    snapshot: Optional[str] = None
+    evidence: list[EvidenceLink] = []
+
+
+class IncidentDetail(IncidentView):
+    tasks: list[TaskOut]
+    history: list[CaseEventOut]
+
+
+class TaskView(IncidentView):
+    assigned_at: str
+    accept_by: str
+    attempt: int
+    note: str
+    active: bool
+
+
+class TaskDetail(TaskView):
+    history: list[CaseEventOut]
+    photos: list[Photo]
+
+
+class Camera(Out):
+    camera_id: str
+    name: str
+    address: str
+    grid_id: str
+    enabled: bool
+    state: str
+    observed_at: Optional[str] = None
+    reason: str
+
+
+# ------------------------------------------------------------------ reports
+class Figures(Out):
+    group: str
+    label: str
+    filed: int
+    due: int
+    closed: int
+    on_time: int
+    reworked: int
+    false_alarms: int
+    closure_rate: Optional[float] = None
+    on_time_rate: Optional[float] = None
+    rework_rate: Optional[float] = None
+    false_alarm_rate: Optional[float] = None
+    mean_minutes_to_close: Optional[float] = None
+
+
+class Rank(Out):
+    rank: int
+
+
+class RankedFigures(Figures, Rank):
+    """A ranked group: ``rank`` first, then its figures."""
+
+
+class Span(Out):
+    first: str = Field(alias="from")
+    last: str = Field(alias="to")
+
+
+class Summary(Span):
+    by: str
+    rows: list[Figures]
+    total: Figures
+
+
+class Ranking(Span):
+    by: str
+    min_sample: int
+    ranked: list[RankedFigures]
+    unranked: list[Figures]
+
+
+class Day(Out):
+    day: str
+    filed: int
+    due: int
+    closed: int
+    on_time: int
+    closure_rate: Optional[float] = None
+
+
+class Monthly(Out):
+    month: str
+    first: str = Field(alias="from")
+    last: str = Field(alias="to")
+    city: str
+    city_zh: str
+    by_scenario: list[Figures]
+    by_grid: list[Figures]
+    total: Figures
