@@ -98,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--port", type=int, default=None, help="listen port (default web.port in nonsite.yaml)")
     web.set_defaults(run=_handler("web.cli:serve"), needs_config=True)
 
+    plates = commands.add_parser("plates", help="number plate tools")
+    plates_commands = plates.add_subparsers(dest="plates_command", required=True, metavar="ACTION")
+    plates_read = plates_commands.add_parser("read", help="read Chinese plates in images: one JSON line per file")
+    plates_read.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    plates_read.add_argument("--threshold", type=float, default=None,
+                             help="least mean character confidence (default 0.85)")
+    plates_read.set_defaults(run=_handler("detector.plates.cli:read"), needs_config=False)
+
     demo = commands.add_parser("demo", help="end to end: local Kafka, worker, detector on the sample videos")
     demo.add_argument("--exit", action="store_true",
                       help="stop everything after the summary (default: keep worker and web running until Ctrl-C)")
