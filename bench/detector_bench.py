@@ -43,7 +43,7 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from detector.evidence import EvidenceStore  # noqa: E402
+from nonsite.evidence import EvidenceStore  # noqa: E402
 from detector.inference import Detector  # noqa: E402
 from detector.pipeline import Pipeline  # noqa: E402
 from detector.samples import clip_frames, paint_out  # noqa: E402

@@ -68,9 +68,9 @@ def _publisher(city: City):
 def detect_file(args: argparse.Namespace, city: Optional[City]) -> int:
     from tqdm import tqdm
 
-    from detector.evidence import EvidenceStore
     from detector.pipeline import Pipeline
     from detector.sources import SourceError, iter_file_frames
+    from nonsite.evidence import EvidenceStore
 
     assert city is not None
     camera = _camera(city, args.camera)
@@ -209,7 +209,7 @@ def read_events(path: Path) -> list[Detection]:
 
 
 def evidence_verify(args: argparse.Namespace, city: Optional[City]) -> int:
-    from detector.evidence import verify
+    from nonsite.evidence import verify
 
     assert city is not None
     if not args.events.is_file():
@@ -227,9 +227,9 @@ def evidence_verify(args: argparse.Namespace, city: Optional[City]) -> int:
 # ---------------------------------------------------------------- detect (live)
 def detect(args: argparse.Namespace, city: Optional[City]) -> int:
     from detector import metrics
-    from detector.evidence import EvidenceStore
     from detector.pipeline import Pipeline
     from detector.sources import CameraReader
+    from nonsite.evidence import EvidenceStore
 
     assert city is not None
     cameras = [c for c in city.cameras if c.enabled]

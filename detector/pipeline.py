@@ -24,16 +24,18 @@ from typing import Iterable, Iterator, Optional, Protocol, Sequence
 import numpy as np
 import structlog
 
+from contract import CameraStatus, Detection, Evidence, new_id, to_iso
 from detector import metrics
+from detector.annotate import Drawn, annotate, caption, encode_jpeg
 from detector.background import StaticForeground
-from detector.evidence import Drawn, EvidenceStore, annotate, caption
 from detector.inference import DetectedObject, Timer, report_missing_classes
 from detector.motion import GateDecision, MotionGate, thumbnail
-from detector.rules import ANYWHERE, CameraRules, Frame as RuleFrame, ViolationEvent
+from detector.rules import ANYWHERE, CameraRules, ViolationEvent
+from detector.rules import Frame as RuleFrame
 from detector.tracking import CameraTracker, Track
 from detector.zones import ZoneArea, covered_fraction, zones_of
 from nonsite.config import Camera, DetectorSettings, Scenario
-from contract import CameraStatus, Detection, Evidence, new_id, to_iso
+from nonsite.evidence import EvidenceStore
 
 log = structlog.get_logger("detector.pipeline")
 
@@ -233,7 +235,8 @@ class Pipeline:
         text = caption(state.camera.id, event.observed_at, violation.scenario.id)
         annotated = annotate(frame.image, boxes, [zone] if zone else [], text)
         first = violation.track.first_frame if violation.track.first_frame is not None else frame.image
-        return [self.evidence.put_image(annotated, "annotated"), self.evidence.put_image(first, "first_seen")]
+        return [self.evidence.put(encode_jpeg(annotated), "annotated"),
+                self.evidence.put(encode_jpeg(first), "first_seen")]
 
     # ------------------------------------------------------------------ camera status
     def status(self, camera_id: str, now: float, state: str = "online", reason: str = "") -> CameraStatus:

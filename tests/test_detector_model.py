@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from detector.evidence import EvidenceStore, verify
+from nonsite.evidence import EvidenceStore, verify
 from detector.inference import Detector
 from detector.pipeline import Pipeline, run_offline
 from detector.samples import DOG_REGION, build_still_video

@@ -5,9 +5,9 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from detector.evidence import EvidenceStore, verify
+from contract import Detection
+from detector.annotate import encode_jpeg
 from detector.inference import DetectedObject, missing_classes
 from detector.motion import MotionGate
 from detector.pipeline import Pipeline
@@ -16,7 +16,7 @@ from detector.sources import Frame as CameraFrame
 from detector.tracking import CameraTracker
 from detector.zones import ZoneArea
 from nonsite.config import Camera, DetectorSettings, MotionSettings, Scenario
-from contract import Detection
+from nonsite.evidence import EvidenceStore, verify
 
 EPOCH = 1_800_000_000.0
 SIDEWALK = ZoneArea("z-walk", "sidewalk", ((0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)))
@@ -242,7 +242,7 @@ def test_missed_detection_on_a_recheck_does_not_end_a_parked_car(tmp_path: Path)
 def test_evidence_verify_reports_altered_and_missing_files(tmp_path: Path):
     store = EvidenceStore(tmp_path)
     image = np.zeros((40, 60, 3), np.uint8)
-    good = store.put_image(image, "annotated")
+    good = store.put(encode_jpeg(image), "annotated")
     assert good.sha256 == hashlib.sha256((tmp_path / good.uri).read_bytes()).hexdigest()
     other = store.put(b"not really a jpeg", "first_seen")
     event = Detection(event_id="e1", kind="start", violation_id="cam/1/x/1", camera_id="cam", scenario="x",

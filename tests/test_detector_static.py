@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detector.evidence import EvidenceStore, verify
+from nonsite.evidence import EvidenceStore, verify
 from detector.inference import DetectedObject
 from detector.pipeline import Pipeline
 from detector.sources import Frame

@@ -10,7 +10,8 @@ import msgspec
 import pytest
 
 from contract import Alert, CaseEvent, Incident, new_id, to_iso
-from web import evidence as store
+from nonsite.evidence import EvidenceStore
+from web import uploads
 from web import reports
 from web.auth import Principal, TokenIssuer, find_login
 from web.readmodel import ReadModel
@@ -206,15 +207,16 @@ def test_trend_chart_is_well_formed_svg() -> None:
 # ------------------------------------------------------------------ evidence store
 def test_evidence_is_stored_and_found_by_sha256(tmp_path) -> None:
     data = b"\xff\xd8\xff\xe0" + b"jpeg body"
-    saved = store.store(tmp_path, data, "image/jpeg")
+    store = EvidenceStore(tmp_path)
+    saved = store.put(data, "officer_photo", "image/jpeg")
     assert saved.sha256 == hashlib.sha256(data).hexdigest() and saved.uri == f"{saved.sha256[:2]}/{saved.sha256}.jpg"
-    assert store.locate(tmp_path, saved.sha256).read_bytes() == data
+    assert store.locate(saved.sha256).read_bytes() == data
     (tmp_path / ("b" * 64 + ".png")).write_bytes(b"\x89PNG\r\n\x1a\n")  # the flat layout works too
-    assert store.media_type(store.locate(tmp_path, "b" * 64)) == "image/png"
-    assert store.locate(tmp_path, "../etc/passwd") is None
+    assert uploads.media_type(store.locate("b" * 64)) == "image/png"
+    assert store.locate("../etc/passwd") is None
 
 
 @pytest.mark.parametrize("data,kind", [(b"\xff\xd8\xff\xdb", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"),
                                        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"), (b"%PDF-1.7", None)])
 def test_file_types_come_from_the_bytes(data: bytes, kind) -> None:
-    assert store.sniff_type(data) == kind
+    assert uploads.sniff_type(data) == kind

@@ -26,7 +26,7 @@ from nonsite.config import City
 from nonsite.kafka_local import ensure_topics
 from contract import (Alert, CameraStatus, CaseEvent, Record, DeadLetter, Evidence, Feedback,
                             Incident, Task, new_id, to_iso)
-from web import evidence as evidence_store
+from nonsite.evidence import EvidenceStore
 from web.app import create_app
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -244,7 +244,7 @@ def street_jpeg(label: str = "dog", width: int = 320, height: int = 180) -> byte
 
 
 def stored_evidence(harness: WebHarness, label: str = "dog") -> Evidence:
-    saved = evidence_store.store(harness.evidence_dir, street_jpeg(label), "image/jpeg", kind="annotated")
+    saved = EvidenceStore(harness.evidence_dir).put(street_jpeg(label), "annotated", "image/jpeg")
     return saved
 
 

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nonsite.config import City
+from nonsite.evidence import EvidenceStore
 from web.api import files, officer, reports, session, wall
 from web.auth import TokenIssuer
 from web.bus import Bus
@@ -56,7 +57,7 @@ def create_app(city: City, outcome_wait_s: float = OUTCOME_WAIT_S, start_bus: bo
     app.state.model = ReadModel()
     app.state.tokens = TokenIssuer.from_env(city.web.token_ttl_minutes * 60)
     app.state.login_throttle = LoginThrottle()
-    app.state.evidence_root = city.resolve_path(city.detector.evidence_dir)
+    app.state.evidence = EvidenceStore(city.resolve_path(city.detector.evidence_dir))
     app.state.uploaded_by = {}
     app.state.demo_logins = None  # computed on first use
     app.state.sent = {}  # feedback id -> SentFeedback, to answer GET /api/feedback/{id}

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from contract import Evidence, Task
-from web import evidence as store
+from web.uploads import image_problem, media_type
 from web.api.deps import OUTCOME_RESPONSES, city_of, model_of, new_feedback, outcome, send_and_wait, uploaded_by
 from web.api.schemas import ActionIn, Outcome, StoredEvidence, TaskDetail, TaskView
 from web.auth import Principal
@@ -49,7 +49,7 @@ async def task_detail(task_id: str, request: Request, who: Principal = Depends(A
     photos = list(dict.fromkeys(sha for event in history for sha in event.evidence))
     return {**task_view(city_of(request), model, task), "history": [case_event_view(e) for e in history],
             "photos": [{"sha256": sha, "url": evidence_url(sha)} for sha in photos
-                       if store.locate(request.app.state.evidence_root, sha)]}
+                       if request.app.state.evidence.locate(sha)]}
 
 
 def may_attach(request: Request, who: Principal, incident_id: str, sha256: str) -> bool:
@@ -65,13 +65,13 @@ def may_attach(request: Request, who: Principal, incident_id: str, sha256: str) 
 def _attachable_photo(request: Request, who: Principal, incident_id: str, index: int, sha256: str) -> Evidence:
     """The Evidence for one ``evidence[index]`` of an action, or 422 (one answer for missing and not allowed,
     so the answer does not tell whether someone else's file exists)."""
-    root = request.app.state.evidence_root
-    path = store.locate(root, sha256) if may_attach(request, who, incident_id, sha256) else None
+    store = request.app.state.evidence
+    path = store.locate(sha256) if may_attach(request, who, incident_id, sha256) else None
     if path is None:
         raise HTTPException(422, f"evidence[{index}]: no photo you uploaded or of this case with sha256 "
                                  f"'{sha256[:70]}'")
-    return Evidence(kind="officer_photo", sha256=sha256, uri=str(path.relative_to(root)),
-                    content_type=store.media_type(path))
+    return Evidence(kind="officer_photo", sha256=sha256, uri=str(path.relative_to(store.root)),
+                    content_type=media_type(path))
 
 
 @router.post("/tasks/{task_id}/actions", response_model=Outcome, responses=OUTCOME_RESPONSES,
@@ -136,9 +136,9 @@ async def upload(request: Request, who: Principal = Depends(OFFICER)) -> dict:
     web = city_of(request).web
     declared = _declared_type(request, web.upload_types)
     data = await _read_body(request, web.upload_max_mb)
-    problem = await asyncio.to_thread(store.image_problem, data, declared)
+    problem = await asyncio.to_thread(image_problem, data, declared)
     if problem is not None:
         raise HTTPException(415, f"body: {problem}")
-    saved = await asyncio.to_thread(store.store, request.app.state.evidence_root, data, declared)
+    saved = await asyncio.to_thread(request.app.state.evidence.put, data, "officer_photo", declared)
     request.app.state.uploaded_by.setdefault(saved.sha256, set()).add(who.person_id)
     return {**saved.asdict_deep(), "url": evidence_url(saved.sha256), "size": len(data)}

@@ -1,60 +1,27 @@
-"""Evidence: the pictures behind every ``start``, stored under their sha256 so nobody can alter them unseen.
+"""The evidence pictures behind every ``start``: the frame with boxes, track id, zone polygon and time
+drawn (``annotated``), and the clean frame from when the object was first seen (``first_seen``).
 
-For each violation start the detector stores two JPEGs: the frame with boxes, track id, zone
-polygon and timestamp drawn (``annotated``), and the clean frame from when the object was first
-seen (``first_seen``).  The store is a folder; a file's path is derived from its hash
-(``ab/abcdef....jpg``), and the event carries kind, sha256 and that relative uri.  :func:`verify`
-recomputes the hashes of the files a list of events references.
+They are stored, as JPEG, in the one evidence store (:mod:`nonsite.evidence`) under their sha256, so
+nobody can alter them unseen.
 
 Example::
 
     >>> store = EvidenceStore(Path(tmp))                                 # doctest: +SKIP
-    >>> ev = store.put(jpeg_bytes, "annotated")                           # doctest: +SKIP
-    >>> verify([detection_with(ev)], store)                               # doctest: +SKIP
-    []
+    >>> store.put(encode_jpeg(annotate(frame, boxes, zones, caption("cam-01", t))), "annotated")  # doctest: +SKIP
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 
-from contract import Detection, Evidence, to_iso
+from contract import to_iso
 from detector.zones import Box, ZoneArea
 
 RED, GREEN, YELLOW, WHITE, BLACK = (0, 0, 255), (0, 200, 0), (0, 215, 255), (255, 255, 255), (0, 0, 0)
 JPEG_QUALITY = 90
-
-
-@dataclass(frozen=True)
-class EvidenceStore:
-    """A local folder of content-addressed files."""
-
-    root: Path
-
-    def put(self, data: bytes, kind: str, suffix: str = ".jpg", content_type: str = "image/jpeg") -> Evidence:
-        digest = hashlib.sha256(data).hexdigest()
-        uri = f"{digest[:2]}/{digest}{suffix}"
-        target = self.root / uri
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-            os.replace(temporary, target)
-        return Evidence(kind=kind, sha256=digest, uri=uri, content_type=content_type)
-
-    def put_image(self, image: np.ndarray, kind: str) -> Evidence:
-        return self.put(encode_jpeg(image), kind)
-
-    def path(self, evidence: Evidence) -> Path:
-        return self.root / evidence.uri
 
 
 def encode_jpeg(image: np.ndarray) -> bytes:
@@ -112,23 +79,3 @@ def annotate(image: np.ndarray, boxes: Sequence[Drawn], zones: Sequence[ZoneArea
 
 def caption(camera_id: str, timestamp: float, scenario: str = "") -> str:
     return " ".join(part for part in (camera_id, to_iso(timestamp), scenario) if part)
-
-
-def verify(events: Iterable[Detection], root: Path) -> list[str]:
-    """One line per evidence file that is missing or whose content no longer matches its sha256."""
-    problems: list[str] = []
-    checked: set[tuple[str, str]] = set()
-    for event in events:
-        for item in event.evidence:
-            if (item.uri, item.sha256) in checked:
-                continue
-            checked.add((item.uri, item.sha256))
-            path = root / item.uri
-            if not path.is_file():
-                problems.append(f"{event.violation_id} {item.kind}: missing file {path}")
-                continue
-            actual = hashlib.sha256(path.read_bytes()).hexdigest()
-            if actual != item.sha256:
-                problems.append(f"{event.violation_id} {item.kind}: {path} has sha256 {actual}, "
-                                f"event says {item.sha256}")
-    return problems
