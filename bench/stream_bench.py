@@ -41,8 +41,8 @@ sys.path.insert(0, str(PROJECT))
 
 from nonsite.config import City, load_city  # noqa: E402
 from nonsite.kafka_local import LocalKafka, ensure_topics  # noqa: E402
-from stream.intake_consumer import INTAKE_BATCH  # noqa: E402
-from stream.app import create_topics  # noqa: E402
+from stream.runtime.intake_consumer import INTAKE_BATCH  # noqa: E402
+from stream.runtime.topics import create_topics  # noqa: E402
 from contract import Detection, Evidence, to_iso  # noqa: E402
 
 VIOLATION_LENGTH = 10  # a start and nine updates per violation: 10% of detections are new violations

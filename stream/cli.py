@@ -31,7 +31,8 @@ STATS_VIEW = "daily_stats"  # key prefix of the statistics rows in the state tab
 def worker(args: argparse.Namespace, city: Optional[City]) -> int:
     import faust
 
-    from stream.app import build_app, create_topics
+    from stream.runtime.app import build_app
+    from stream.runtime.topics import create_topics
 
     assert city is not None
     created = create_topics(city)
@@ -80,8 +81,7 @@ def read_table_view(city: City, view: str, timeout_s: float = 30.0) -> dict[str,
     """
     from kafka import KafkaConsumer, TopicPartition
 
-    from stream.agents import STATE_TABLE
-    from stream.app import changelog_topic_name
+    from stream.runtime.topics import STATE_TABLE, changelog_topic_name
 
     topic, prefix = changelog_topic_name(city, STATE_TABLE), f"{view}|"
     consumer = KafkaConsumer(bootstrap_servers=city.kafka.bootstrap, enable_auto_commit=False, group_id=None,

@@ -17,7 +17,7 @@ import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from nonsite.config import ZONE_KINDS, City, load_city
-from stream.app import cases_topic_name, create_topics, partition_for
+from stream.runtime.topics import cases_topic_name, create_topics, partition_for
 from stream.cli import read_table_view
 from stream.domain.intake import Envelope
 from contract import CameraStatus, Detection, Evidence, Feedback, new_id, to_iso

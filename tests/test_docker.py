@@ -88,7 +88,7 @@ def _metric_families() -> set[str]:
     from prometheus_client import CollectorRegistry
 
     import detector.metrics
-    from stream.metrics import StreamMetrics
+    from stream.runtime.metrics import StreamMetrics
 
     registry = CollectorRegistry()
     StreamMetrics(registry)

@@ -20,7 +20,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from nonsite.config import ConfigError, City
 from nonsite.kafka_local import LocalKafka, Replication, min_insync_for
-from stream.app import changelog_topic_name, leader_topic_name
+from stream.runtime.topics import changelog_topic_name, leader_topic_name
 from stream.domain.dedup import CityMap
 from stream.domain.engine import incident_id_for
 from stream_support import PROJECT, Detection, Evidence, Reader, WorkerProcess, make_city, to_iso

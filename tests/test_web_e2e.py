@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 def e2e(kafka_bootstrap: str, tmp_path_factory) -> tuple[WebHarness, object]:
     import shutil
 
-    from stream.app import create_topics
+    from stream.runtime.topics import create_topics
     from stream_support import WorkerProcess
 
     tmp = tmp_path_factory.mktemp("e2e")

@@ -1,7 +1,7 @@
 """The agents, one per concern, and the tables they fill.
 
 * intake (not an agent: a batching aiokafka consumer run as a service of this worker, see
-  :mod:`stream.intake_consumer`): validates every input message (bad ones to the dead-letter topic)
+  :mod:`stream.runtime.intake_consumer`): validates every input message (bad ones to the dead-letter topic)
   and routes it, keyed by district, to the internal cases topic, one message per district per poll;
 * ``cases``: the case engine (:mod:`stream.domain.engine`) over the cases topic — dedup, dispatch,
   disposal, camera verification, first offences and statistics — publishing incidents, tasks,
@@ -13,8 +13,7 @@
 """
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 import faust
 from prometheus_client import CollectorRegistry
@@ -26,103 +25,17 @@ from contract import DeadLetter, to_iso
 from contract import wire
 from contract.deadletter import dead_letter, failure_reason
 from nonsite.config import City
-from stream.app import cases_topic_name, changelog_topic_name, partition_for
+from stream.runtime.changelog import ChangelogStore, read_range
+from stream.runtime.faust_fixes import make_flush_complete, store_reader
+from stream.runtime.topics import STATE_TABLE, cases_topic_name, changelog_topic_name, partition_for
 from stream.domain.dedup import CityMap
 from stream.domain.engine import Engine, Outputs, Tables
 from stream.domain.intake import Envelope, unpack
-from stream.intake_consumer import Intake
-from stream.metrics import StreamMetrics
+from stream.runtime.intake_consumer import Intake
+from stream.runtime.metrics import StreamMetrics
 
-STATE_TABLE = "case_state"  # every view of stream.domain.engine.Tables, see stream.state.journal
 log = structlog.get_logger("nonsite.stream")
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-
-
-def make_flush_complete(buffer) -> None:
-    """Make Faust's producer-buffer flush wait until the buffer is really empty.
-
-    faust-streaming 0.15.3 ``ProducerBuffer.flush()`` returns as soon as no message was sent for 0.1 s,
-    even with table changelog records still queued; the consumer then commits offsets whose state
-    never reached Kafka, and a worker killed right after loses those inputs.  Found by the SIGKILL test.
-    """
-    async def flush_all() -> None:
-        while buffer.size:
-            if buffer.state != "running":
-                raise RuntimeError("Cannot flush: Producer not Running")
-            buffer.message_sent.clear()
-            try:
-                await asyncio.wait_for(buffer.message_sent.wait(), timeout=1.0)
-            except asyncio.TimeoutError:
-                continue
-
-    buffer.flush = flush_all
-
-
-def store_reader(table: faust.Table) -> Mapping[str, Any]:
-    """What the table's reads go to, without Faust's sensor call on every get (a hot-path cost).
-
-    With the memory store, the plain dict.
-    """
-    store = table.data
-    data = getattr(store, "data", None)
-    return data if isinstance(data, dict) else store
-
-
-class ChangelogStore:
-    """The journal's store: the Faust table's own store, with the changelog records sent by the agent.
-
-    Faust's per-key path (``Table.__setitem__`` → ``send_soon`` → producer buffer, with sensor and
-    callback on every write) cost more than the case engine itself.  A unit's writes are few and
-    arrive together (:meth:`stream.state.journal.Journal.commit`), so the agent sends them straight to the
-    producer (:meth:`send_pending`), in order, to the changelog partition of the cases message being
-    applied, which is where Faust would have put them.  The records are the ones Faust writes
-    (JSON key, JSON value), so Faust's table recovery and ``nonsite report`` read them unchanged; the
-    consumer flushes the producer before it commits offsets, as for Faust's own changelog writes.
-    """
-
-    def __init__(self, table: faust.Table, changelog_topic: str):
-        self.store = table.data
-        self.changelog_topic = changelog_topic
-        self.pending: list[tuple[str, Any]] = []
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.store.get(key, default)
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.store[key] = value
-        self.pending.append((key, value))
-
-    def items(self) -> Any:
-        return self.store.items()
-
-    async def send_pending(self, producer: Any, partition: int) -> None:
-        pending, self.pending = self.pending, []
-        for key, value in pending:
-            await producer.send(self.changelog_topic, wire.encode(key), wire.encode(value), partition, None, None)
-
-
-async def read_range(city: City, topic: str, partition: int, first: int, end: int) -> list[tuple[int, bytes]]:
-    """Messages ``first`` .. ``end - 1`` of one partition, read with a plain aiokafka consumer."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=city.kafka.bootstrap, enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        consumer.seek(tp, first)
-        found: list[tuple[int, bytes]] = []
-        while not found or found[-1][0] < end - 1:
-            batch = await consumer.getmany(tp, timeout_ms=5000)
-            records = batch.get(tp, [])
-            if not records:
-                raise RuntimeError(f"{topic}[{partition}]: cannot read offsets {first}..{end - 1}")
-            found += [(r.offset, r.value) for r in records if r.offset < end]
-            if records[-1].offset >= end - 1:
-                break
-        return found
-    finally:
-        await consumer.stop()
 
 
 def inputs_in(value: bytes) -> int:

@@ -32,10 +32,10 @@ from mode import Service
 
 from contract import DeadLetter
 from nonsite.config import City
-from stream.app import cases_topic_name, partition_for
+from stream.runtime.topics import cases_topic_name, partition_for
 from stream.domain.dedup import CityMap
 from stream.domain.intake import Envelope, admit, pack
-from stream.metrics import StreamMetrics
+from stream.runtime.metrics import StreamMetrics
 
 INTAKE_BATCH = 2000  # messages per poll, at most
 MAX_POLLS_IN_FLIGHT = 4  # polls routed whose messages Kafka has not acknowledged yet, at most
