@@ -25,7 +25,7 @@ $(BIN)/nonsite: pyproject.toml
 install: $(BIN)/nonsite
 
 kafka-jars: install
-	$(BIN)/python -c "from nonsite.kafka_local import ensure_jars; ensure_jars()"
+	$(BIN)/python -c "from nonsite.devtools.kafka_local import ensure_jars; ensure_jars()"
 
 demo: install
 	$(BIN)/nonsite demo

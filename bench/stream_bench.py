@@ -40,7 +40,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from nonsite.config import City, load_city  # noqa: E402
-from nonsite.kafka_local import LocalKafka, ensure_topics  # noqa: E402
+from nonsite.devtools.kafka_local import LocalKafka  # noqa: E402
+from nonsite.kafka.admin import ensure_topics  # noqa: E402
 from stream.runtime.intake_consumer import INTAKE_BATCH  # noqa: E402
 from stream.runtime.topics import create_topics  # noqa: E402
 from contract import Detection, Evidence, to_iso  # noqa: E402

@@ -24,7 +24,7 @@ from typing import Iterator, Optional
 import cv2
 import structlog
 
-from nonsite.cli import CommandError
+from nonsite.errors import CommandError
 from nonsite.config import Camera, City
 from contract import ContractError, Detection
 
@@ -134,7 +134,7 @@ def container_of(head: bytes) -> Optional[str]:
 def probe_video(video: Path) -> tuple[float, int]:
     """``(fps, frame count)`` of a video whose first frame decodes; else one line saying what is wrong.
 
-    Raises :class:`~nonsite.cli.CommandError` naming the file: missing, empty, not a video, or a
+    Raises :class:`~nonsite.errors.CommandError` naming the file: missing, empty, not a video, or a
     video that is damaged or truncated (FFmpeg cannot open it, or cannot decode its first frame).
     """
     from detector.sources import SourceError, open_capture, video_fps
@@ -228,7 +228,7 @@ def evidence_verify(args: argparse.Namespace, city: Optional[City]) -> int:
 def detect(args: argparse.Namespace, city: Optional[City]) -> int:
     from detector import metrics
     from detector.pipeline import Pipeline
-    from detector.sources import CameraReader
+    from detector.camera_reader import CameraReader
     from nonsite.evidence import EvidenceStore
 
     assert city is not None

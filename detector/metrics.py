@@ -24,7 +24,7 @@ GCCollector(registry=REGISTRY)
 
 _PREFIX = "nonsite_detector"
 
-# ------------------------------------------------------------------ capture (detector/sources.py)
+# ------------------------------------------------------------------ capture (detector/camera_reader.py)
 FRAMES_READ = Counter(f"{_PREFIX}_frames_read", "Frames sampled from a camera and handed to the pipeline",
                       ["camera"], registry=REGISTRY)
 FRAMES_DROPPED = Counter(f"{_PREFIX}_frames_dropped",

@@ -41,6 +41,7 @@ import structlog
 from detector import metrics
 from detector.spool import Spool, SpoolRecord
 from nonsite.config import Topics
+from nonsite.kafka import clients
 from contract import CameraStatus, Record, Detection
 
 log = structlog.get_logger("detector.publisher")
@@ -236,11 +237,8 @@ class EventPublisher:
 
     def _ensure_producer(self):
         if self._producer is None:
-            from kafka import KafkaProducer
-
-            self._producer = KafkaProducer(
-                bootstrap_servers=self.bootstrap.split(","), client_id=self.client_id,
-                acks="all", enable_idempotence=True, compression_type="gzip", linger_ms=self.linger_ms,
+            self._producer = clients.producer(  # acks=all, idempotent
+                self.bootstrap.split(","), client_id=self.client_id, compression_type="gzip", linger_ms=self.linger_ms,
                 delivery_timeout_ms=self.delivery_timeout_ms,
                 request_timeout_ms=max(1000, min(30_000, self.delivery_timeout_ms - self.linger_ms - 1)),
                 max_block_ms=max(1000, min(10_000, self.delivery_timeout_ms)),

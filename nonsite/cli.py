@@ -14,14 +14,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from nonsite.config import ConfigError, City, default_config_dir, load_city
+from nonsite.errors import CommandError, KafkaSetupError
 from nonsite.logs import setup_logging
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
-
-
-class CommandError(Exception):
-    """A failure the user can act on; printed as one line, exit code 1."""
 
 
 def _handler(target: str) -> Callable[[argparse.Namespace, Optional[City]], int]:
@@ -50,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "start":
             sub.add_argument("--nodes", type=int, choices=(1, 3), default=1)
             sub.add_argument("--port", type=int, default=9092, help="first broker port (default 9092)")
-        sub.set_defaults(run=_handler("nonsite.kafka_cli:" + name), needs_config=name == "start")
+        sub.set_defaults(run=_handler("nonsite.devtools.kafka_cli:" + name), needs_config=name == "start")
 
     check = commands.add_parser("config", help="validate the configuration folder and summarise it")
     check.set_defaults(run=_handler("nonsite.cli:config_check"), needs_config=True)
@@ -114,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--kafka-port", type=int, default=9092)
     demo.add_argument("--kafka-data-dir", type=Path, default=None, help="default var/kafka")
     demo.add_argument("--settle-s", type=float, default=20.0, help="how long to collect incidents and tasks")
-    demo.set_defaults(run=_handler("nonsite.demo:run"), needs_config=True)
+    demo.set_defaults(run=_handler("nonsite.devtools.demo:run"), needs_config=True)
     return parser
 
 
@@ -139,8 +136,6 @@ def hash_password_command(args: argparse.Namespace, city: Optional[City]) -> int
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
-    from nonsite.kafka_local import KafkaSetupError
-
     try:
         city = load_city(args.config or default_config_dir()) if args.needs_config else None
         return int(args.run(args, city) or 0)
@@ -155,8 +150,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    # run through the importable module so CommandError raised by subcommands (which import
-    # nonsite.cli) is the class main() catches, not a second copy living in __main__
-    from nonsite import cli as _cli
-
-    sys.exit(_cli.main())
+    sys.exit(main())

@@ -23,6 +23,8 @@ from typing import Optional
 import structlog
 
 from nonsite.config import City
+from nonsite.errors import CommandError
+from nonsite.kafka import clients
 
 log = structlog.get_logger("nonsite.stream")
 STATS_VIEW = "daily_stats"  # key prefix of the statistics rows in the state table
@@ -79,13 +81,12 @@ def read_table_view(city: City, view: str, timeout_s: float = 30.0) -> dict[str,
 
     Tombstones and ``[None, …]`` values are deletions; a value is stored as [value, value before, input id].
     """
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
     from stream.runtime.topics import STATE_TABLE, changelog_topic_name
 
     topic, prefix = changelog_topic_name(city, STATE_TABLE), f"{view}|"
-    consumer = KafkaConsumer(bootstrap_servers=city.kafka.bootstrap, enable_auto_commit=False, group_id=None,
-                             client_id="nonsite-report")
+    consumer = clients.reader(city.kafka.bootstrap, client_id="nonsite-report")
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
@@ -115,7 +116,6 @@ def read_table_view(city: City, view: str, timeout_s: float = 30.0) -> dict[str,
 
 
 def report(args: argparse.Namespace, city: Optional[City]) -> int:
-    from nonsite.cli import CommandError
     from stream.domain.stats import StatsKey, aggregate
 
     assert city is not None

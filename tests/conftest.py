@@ -16,7 +16,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from nonsite.config import City, load_city
-from nonsite.kafka_local import LocalKafka, ensure_topics
+from nonsite.devtools.kafka_local import LocalKafka
+from nonsite.kafka.admin import ensure_topics
 
 PROJECT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

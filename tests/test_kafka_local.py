@@ -12,7 +12,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
-from nonsite.kafka_local import PORT_STEP, LocalKafka, ensure_topics
+from nonsite.devtools.kafka_local import PORT_STEP, LocalKafka
+from nonsite.kafka.admin import ensure_topics
 from tests.conftest import _free
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

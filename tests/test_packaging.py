@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ("contract", "nonsite", "detector", "stream", "web")
 # What each image runs: `nonsite <command>` imports these (nonsite/cli.py's handlers, stream.cli.worker).
 ENTRY = {
-    "worker": ("nonsite.cli", "nonsite.kafka_cli", "stream.cli", "stream.runtime.app", "stream.runtime.agents"),
+    "worker": ("nonsite.cli", "nonsite.devtools.kafka_cli", "stream.cli", "stream.runtime.app",
+               "stream.runtime.agents"),
     "web": ("nonsite.cli", "web.cli", "web.app"),
     "detector": ("nonsite.cli", "detector.cli", "detector.inference", "detector.tracking"),
 }

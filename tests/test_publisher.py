@@ -1,6 +1,6 @@
 """EventPublisher and its spool against real Apache Kafka: keyed delivery, an outage, overflow, a restart.
 
-The outage test runs its own single-node Kafka (nonsite.kafka_local.LocalKafka in a tmp folder on
+The outage test runs its own single-node Kafka (nonsite.devtools.kafka_local.LocalKafka in a tmp folder on
 free ports) so it can stop and restart the broker without disturbing the session's broker.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ from detector import metrics
 from detector.publisher import EventPublisher
 from detector.spool import Spool, SpoolRecord
 from nonsite.config import Topics
-from nonsite.kafka_local import LocalKafka, ensure_topics
+from nonsite.devtools.kafka_local import LocalKafka
+from nonsite.kafka.admin import ensure_topics
 from contract import CameraStatus, Detection, new_id, to_iso
 
 

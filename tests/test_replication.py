@@ -19,7 +19,8 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from nonsite.config import ConfigError, City
-from nonsite.kafka_local import LocalKafka, Replication, min_insync_for
+from nonsite.devtools.kafka_local import LocalKafka
+from nonsite.kafka.admin import Replication, min_insync_for
 from stream.runtime.topics import changelog_topic_name, leader_topic_name
 from stream.domain.dedup import CityMap
 from stream.domain.engine import incident_id_for

@@ -23,8 +23,8 @@ import ultralytics
 
 from conftest import fail_or_skip, free_port_block
 from detector import metrics
-from detector.sources import (CameraReader, Frame, SourceError, iter_file_frames, redact, resolve_source,
-                              source_kind)
+from detector.camera_reader import CameraReader
+from detector.sources import Frame, SourceError, iter_file_frames, redact, resolve_source, source_kind
 from nonsite.config import Camera, Location
 
 BUS = Path(ultralytics.__file__).parent / "assets" / "bus.jpg"

@@ -358,7 +358,7 @@ def test_nonsite_web_refuses_to_start_without_its_topics(kafka_bootstrap: str, t
 
 
 def test_nonsite_web_command_serves_the_app(kafka_bootstrap: str, tmp_path: Path) -> None:
-    from nonsite.kafka_local import ensure_topics
+    from nonsite.kafka.admin import ensure_topics
     from nonsite.config import load_city
 
     folder = config_folder(tmp_path, new_id()[:8])

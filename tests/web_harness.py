@@ -23,7 +23,7 @@ import uvicorn
 from kafka import KafkaConsumer, KafkaProducer
 
 from nonsite.config import City
-from nonsite.kafka_local import ensure_topics
+from nonsite.kafka.admin import ensure_topics
 from contract import (Alert, CameraStatus, CaseEvent, Record, DeadLetter, Evidence, Feedback,
                             Incident, Task, new_id, to_iso)
 from nonsite.evidence import EvidenceStore

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from nonsite.config import City
+from nonsite.kafka import aioclients, clients
 from contract import Alert, CameraStatus, CaseEvent, DeadLetter, Feedback, Incident, Task, dead_letter, utc_now
 from web.readmodel import Change, ReadModel, Verdict, position
 
@@ -48,13 +49,11 @@ class MissingTopics(RuntimeError):
 
 def check_topics(city: City) -> None:
     """Raise :class:`MissingTopics` unless every topic the web uses exists (the broker does not auto-create)."""
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError as SyncKafkaError
 
     wanted = [getattr(city.kafka.topics, kind) for kind in (*READ_TOPICS, "feedback")]
     try:
-        admin = KafkaAdminClient(bootstrap_servers=city.kafka.bootstrap, client_id="nonsite-web-probe",
-                                 request_timeout_ms=10_000)
+        admin = clients.admin(city.kafka.bootstrap, "nonsite-web-probe", request_timeout_ms=10_000)
     except SyncKafkaError as exc:
         raise MissingTopics(f"kafka at {city.kafka.bootstrap} does not answer: {exc}") from None
     try:
@@ -91,8 +90,7 @@ class Bus:
         bootstrap = self.city.kafka.bootstrap
         await asyncio.to_thread(check_topics, self.city)
         self.loop = asyncio.get_running_loop()
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                                         client_id="nonsite-web", linger_ms=0)
+        self.producer = aioclients.producer(bootstrap, client_id="nonsite-web", linger_ms=0)  # acks=all, idempotent
         await self._start_consumer()
         await self.producer.start()
         self.task = asyncio.create_task(self._run(), name="web-read-model")
@@ -127,10 +125,8 @@ class Bus:
 
     async def _start_consumer(self) -> None:
         """A new consumer on every read topic, resuming after the records already folded in."""
-        self.consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=self.city.kafka.bootstrap, group_id=None,
-                                         auto_offset_reset="earliest", enable_auto_commit=False,
-                                         fetch_max_wait_ms=100, metadata_max_age_ms=5000,
-                                         client_id="nonsite-web")
+        self.consumer = aioclients.reader(self.city.kafka.bootstrap, *self.topics, auto_offset_reset="earliest",
+                                          fetch_max_wait_ms=100, metadata_max_age_ms=5000, client_id="nonsite-web")
         await self.consumer.start()
         assigned = self.consumer.assignment()
         for partition, offset in self.next_offsets.items():

@@ -7,11 +7,11 @@ from typing import Optional
 import uvicorn
 
 from nonsite.config import City
+from nonsite.errors import CommandError
 
 
 def serve(args: argparse.Namespace, city: Optional[City]) -> int:
     assert city is not None
-    from nonsite.cli import CommandError
     from web.app import create_app
     from web.bus import MissingTopics, check_topics
 

@@ -16,6 +16,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from nonsite.errors import CommandError
+
 EXIT_FAILED = 1
 
 
@@ -34,7 +36,6 @@ def load_image(path: Path) -> np.ndarray:
 def read(args: argparse.Namespace, city: object = None) -> int:
     from detector.plates.hyperlpr import ModelsMissing
     from detector.plates.reader import THRESHOLD, PlateReader
-    from nonsite.cli import CommandError
 
     reader = PlateReader(threshold=THRESHOLD if args.threshold is None else args.threshold)
     failed = 0

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import faust
 
 from nonsite.config import City
-from nonsite.kafka_local import replication_for
+from nonsite.kafka.admin import replication_for
 from stream.runtime.agents import register
 from stream.runtime.faust_fixes import shorten_fetch_wait
 

@@ -7,6 +7,7 @@ import faust
 
 from contract import wire
 from nonsite.config import City
+from nonsite.kafka import aioclients
 
 
 class ChangelogStore:
@@ -44,9 +45,9 @@ class ChangelogStore:
 
 async def read_range(city: City, topic: str, partition: int, first: int, end: int) -> list[tuple[int, bytes]]:
     """Messages ``first`` .. ``end - 1`` of one partition, read with a plain aiokafka consumer."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=city.kafka.bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = aioclients.reader(city.kafka.bootstrap)
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition)

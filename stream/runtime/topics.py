@@ -19,7 +19,7 @@ import structlog
 from kafka.partitioner.default import murmur2
 
 from nonsite.config import City
-from nonsite.kafka_local import TopicSpec, TopicsReport, replicate_topics, replication_for
+from nonsite.kafka.admin import TopicSpec, TopicsReport, replicate_topics, replication_for
 
 STATE_TABLE = "case_state"  # every view of stream.state.tables.Tables, see stream.state.journal
 log = structlog.get_logger("nonsite.stream")
@@ -59,7 +59,7 @@ def prepare_topics(city: City) -> TopicsReport:
     """Create the worker's topics that do not exist yet and hold all of them to the required replication.
 
     Logs one line, ``kafka topics``, with the replication factor and min.insync.replicas required and
-    those of every topic.  Raises :class:`~nonsite.kafka_local.ReplicationError` (one line) when an
+    those of every topic.  Raises :class:`~nonsite.kafka.admin.ReplicationError` (one line) when an
     existing topic has fewer replicas than required.
     """
     bootstrap = city.kafka.bootstrap

@@ -1,4 +1,8 @@
-"""``nonsite kafka start|stop|status``: the local broker for development, the demo and the tests."""
+"""``nonsite kafka start|stop|status``: the local broker for development, the demo and the tests.
+
+``start`` with ``NONSITE_KAFKA_BOOTSTRAP`` set starts nothing and only creates the city's topics there
+(:func:`nonsite.kafka.admin.create_city_topics`), as the compose file's ``topics`` service does.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,30 +10,9 @@ import json
 import os
 from typing import Optional
 
-import structlog
-
 from nonsite.config import City
-from nonsite.kafka_local import DEFAULT_DATA_DIR, LocalKafka, TopicSpec, TopicsReport, replicate_topics, replication_for
-
-log = structlog.get_logger("nonsite.kafka")
-
-
-def city_topic_specs(city: City) -> list[TopicSpec]:
-    """The topics of ``kafka.topics``, with the partition count the Faust app expects."""
-    return [TopicSpec(name, city.kafka.partitions) for name in city.kafka.topics.all().values()]
-
-
-def create_city_topics(city: City, bootstrap: str) -> TopicsReport:
-    """Create the city's topics, replicated as ``kafka.replication_factor`` says for this cluster.
-
-    Existing topics are checked: fewer replicas than required is refused with one line
-    (:class:`~nonsite.kafka_local.ReplicationError`), a lower min.insync.replicas is raised.
-    The worker creates and checks its internal topics the same way when it starts.
-    """
-    report = replicate_topics(bootstrap, city_topic_specs(city), replication_for(bootstrap,
-                                                                                city.kafka.replication_factor))
-    log.info("kafka topics", bootstrap=bootstrap, **report.log_fields())
-    return report
+from nonsite.devtools.kafka_local import DEFAULT_DATA_DIR, LocalKafka
+from nonsite.kafka.admin import TopicsReport, create_city_topics
 
 
 def _summary(report: TopicsReport) -> dict[str, object]:

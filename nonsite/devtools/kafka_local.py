@@ -4,6 +4,7 @@
 ``.cache/kafka/libs`` once.  Each node gets its own ``server.properties``, ``log4j2.properties``
 and log folder under the data dir, is formatted once, and runs as a background JVM with a
 bounded heap.  ``cluster.json`` in the data dir remembers the processes for ``stop``/``status``.
+For development, the demo and the tests; topics are created through :mod:`nonsite.kafka.admin`.
 
 Example::
 
@@ -16,19 +17,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence, Union
+from typing import Optional
 
 import structlog
 
+from nonsite.errors import KafkaSetupError
+from nonsite.kafka.admin import AUTO_MAX_REPLICAS, broker_count, min_insync_for
 from nonsite.paths import PROJECT_ROOT
 
 log = structlog.get_logger("nonsite.kafka")
@@ -39,13 +41,6 @@ LIBS = CACHE / "libs"
 DEFAULT_DATA_DIR = PROJECT_ROOT / "var" / "kafka"
 HEAP = os.environ.get("NONSITE_KAFKA_HEAP", "512m")
 PORT_STEP = 100  # node N listens on base + (N-1)*100, its controller on that + 1
-AUTO = "auto"  # kafka.replication_factor: follow the cluster
-AUTO_MAX_REPLICAS = 3  # ``auto`` replicates to min(3, brokers)
-MIN_INSYNC = "min.insync.replicas"
-
-
-class KafkaSetupError(RuntimeError):
-    """Something outside Python is missing or broken; ``str()`` is the one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -318,249 +313,3 @@ def _terminate(pid: int, hard: bool, timeout: float) -> None:
             pass
     if _pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
-
-
-def cluster_brokers(bootstrap: str) -> tuple[int, int]:
-    """``(registered, live)``: the brokers the cluster knows, and those of them not fenced (up)."""
-    from kafka import KafkaAdminClient
-
-    kafka_log = logging.getLogger("kafka")
-    level = kafka_log.level
-    kafka_log.setLevel(logging.CRITICAL)  # refused connections are expected while a broker starts
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="nonsite-probe")
-        try:
-            brokers = admin.describe_cluster()["brokers"]  # fenced (stopped) brokers included
-        finally:
-            admin.close()
-    finally:
-        kafka_log.setLevel(level)
-    return len(brokers), len([b for b in brokers if not b.get("is_fenced")])
-
-
-def broker_count(bootstrap: str) -> int:
-    """How many brokers are up (registered and not fenced), asked through ``bootstrap``."""
-    return cluster_brokers(bootstrap)[1]
-
-
-def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int, replication_factor: int,
-                  configs: Optional[dict[str, str]] = None) -> list[str]:
-    """Create the topics that do not exist yet; returns the ones created."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="nonsite-topics")
-    try:
-        existing = set(admin.list_topics())
-        wanted = [NewTopic(name, partitions, replication_factor, topic_configs=dict(configs or {}))
-                  for name in topics if name not in existing]
-        if wanted:
-            try:
-                admin.create_topics(wanted, timeout_ms=30_000)
-            except TopicAlreadyExistsError:
-                pass
-        return [t.name for t in wanted]
-    finally:
-        admin.close()
-
-
-# ---------------------------------------------------------------- replication of the project's topics
-class ReplicationError(KafkaSetupError):
-    """Existing topics are replicated less than required; ``str()`` is the one line for the operator."""
-
-
-def min_insync_for(factor: int) -> int:
-    """``min.insync.replicas`` for ``factor`` replicas: a majority from three replicas on (3 -> 2), else 1.
-
-    With 3 replicas and 2 in sync, an ``acks=all`` write is on two brokers before it is acknowledged,
-    and the topic stays writable with one broker down.
-    """
-    return factor // 2 + 1 if factor >= 3 else 1
-
-
-@dataclass(frozen=True)
-class Replication:
-    """What every topic of the project must have, derived from ``kafka.replication_factor``."""
-
-    factor: int
-    min_insync: int
-    brokers: int  # brokers the cluster has registered (a stopped one included)
-    setting: str  # "auto" or the configured number
-
-    @classmethod
-    def resolve(cls, setting: Union[int, str], brokers: int, bootstrap: str = "") -> "Replication":
-        """``auto`` -> min(3, brokers); a number is honoured, or refused (ConfigError) above ``brokers``."""
-        from nonsite.config import ConfigError
-
-        if brokers < 1:
-            raise KafkaSetupError(f"the Kafka cluster at {bootstrap or '?'} has no broker")
-        if setting == AUTO:
-            factor = min(AUTO_MAX_REPLICAS, brokers)
-        else:
-            factor = int(setting)
-            if factor > brokers:
-                raise ConfigError(f"kafka.replication_factor: {factor} is more than the {brokers} broker(s) of the "
-                                  f"Kafka cluster at {bootstrap or '?'}; set it to auto or at most {brokers}")
-        return cls(factor, min_insync_for(factor), brokers, str(setting))
-
-    def topic_configs(self) -> dict[str, str]:
-        return {MIN_INSYNC: str(self.min_insync)}
-
-    def as_dict(self) -> dict[str, object]:
-        return {"setting": self.setting, "brokers": self.brokers, "replication_factor": self.factor,
-                "min_insync_replicas": self.min_insync}
-
-
-def replication_for(bootstrap: str, setting: Union[int, str]) -> Replication:
-    """Resolve ``setting`` against the cluster at ``bootstrap``; warns when some of its brokers are down."""
-    registered, live = cluster_brokers(bootstrap)
-    if live < registered:
-        log.warning("kafka brokers down", bootstrap=bootstrap, registered=registered, up=live)
-    return Replication.resolve(setting, registered, bootstrap)
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    """A topic the project needs: its partitions and its own settings (min.insync.replicas is added)."""
-
-    name: str
-    partitions: int
-    configs: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TopicReplication:
-    """A topic as the cluster has it after :func:`replicate_topics`."""
-
-    name: str
-    replication_factor: int  # the fewest replicas of any of its partitions
-    min_insync_replicas: int  # effective value (topic setting or broker default)
-    created: bool = False
-    raised_min_insync: bool = False  # was lower, set by incremental alter configs
-
-    def as_dict(self) -> dict[str, object]:
-        return {"replication_factor": self.replication_factor, "min_insync_replicas": self.min_insync_replicas}
-
-
-@dataclass(frozen=True)
-class TopicsReport:
-    replication: Replication
-    topics: tuple[TopicReplication, ...]
-
-    @property
-    def created(self) -> list[str]:
-        return [t.name for t in self.topics if t.created]
-
-    @property
-    def raised(self) -> list[str]:
-        return [t.name for t in self.topics if t.raised_min_insync]
-
-    def per_topic(self) -> dict[str, dict[str, object]]:
-        return {t.name: t.as_dict() for t in self.topics}
-
-    def log_fields(self) -> dict[str, object]:
-        """For one structured log line: the requirement, and ``topic: rf=3 min.insync=2`` per topic."""
-        return {**self.replication.as_dict(), "created": self.created, "raised_min_insync": self.raised,
-                "topics": {t.name: f"rf={t.replication_factor} min.insync={t.min_insync_replicas}"
-                           for t in self.topics}}
-
-
-def _admin(bootstrap: str, client_id: str):  # type: ignore[no-untyped-def]
-    from kafka import KafkaAdminClient
-
-    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id, request_timeout_ms=30_000)
-
-
-def describe_replication(admin, names: Sequence[str]) -> dict[str, tuple[int, int]]:  # type: ignore[no-untyped-def]
-    """``name -> (replication factor, effective min.insync.replicas)`` of existing topics."""
-    from kafka.admin import ConfigResource, ConfigResourceType
-
-    if not names:
-        return {}
-    deadline = time.monotonic() + 30
-    while True:  # a topic just created may take a moment to reach every broker's metadata
-        described = {t["name"]: t for t in admin.describe_topics(list(names))}
-        missing = [n for n in names if n not in described or described[n]["error_code"] or
-                   not described[n]["partitions"]]
-        if not missing or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
-    if missing:
-        raise KafkaSetupError(f"topic(s) not found in the cluster's metadata: {', '.join(missing)}")
-    factors = {name: min(len(p["replica_nodes"]) for p in described[name]["partitions"]) for name in names}
-    resources = [ConfigResource(ConfigResourceType.TOPIC, name, configs={MIN_INSYNC: None}) for name in names]
-    configs = admin.describe_configs(resources, config_filter="all")["topic"]
-    return {name: (factors[name], int(configs[name][MIN_INSYNC]["value"])) for name in names}
-
-
-def _refuse_under_replicated(states: dict[str, tuple[int, int]], replication: Replication) -> None:
-    low = {name: rf for name, (rf, _) in states.items() if rf < replication.factor}
-    if not low:
-        return
-    shown = ", ".join(f"{name} ({rf})" for name, rf in sorted(low.items()))
-    raise ReplicationError(
-        f"{len(low)} topic(s) have fewer replicas than the {replication.factor} required (kafka.replication_factor: "
-        f"{replication.setting}, {replication.brokers} broker(s)): {shown}; add replicas with "
-        f"kafka-reassign-partitions, or set kafka.replication_factor: {min(low.values())} to accept them")
-
-
-def _create_missing(admin, specs: Sequence[TopicSpec], replication: Replication) -> list[str]:  # type: ignore[no-untyped-def]
-    from kafka.admin import NewTopic
-    from kafka.errors import InvalidReplicationFactorError, TopicAlreadyExistsError
-
-    existing = set(admin.list_topics())
-    wanted = [NewTopic(s.name, s.partitions, replication.factor,
-                       topic_configs={**dict(s.configs), **replication.topic_configs()})
-              for s in specs if s.name not in existing]
-    if not wanted:
-        return []
-    try:
-        admin.create_topics(wanted, timeout_ms=30_000)
-    except TopicAlreadyExistsError:
-        pass  # another process created them meanwhile; checked like any existing topic
-    except InvalidReplicationFactorError:
-        raise KafkaSetupError(f"cannot create {', '.join(t.name for t in wanted)} with {replication.factor} "
-                              f"replicas: fewer brokers are up than the {replication.brokers} registered") from None
-    return [t.name for t in wanted]
-
-
-def _raise_min_insync(admin, names: Sequence[str], replication: Replication) -> None:  # type: ignore[no-untyped-def]
-    """Set ``min.insync.replicas`` on existing topics, leaving their other settings as they are."""
-    from kafka.admin import ConfigResource, ConfigResourceType
-
-    if not names:
-        return
-    resources = [ConfigResource(ConfigResourceType.TOPIC, name, configs=replication.topic_configs()) for name in names]
-    results = admin.alter_configs(resources, incremental=True).get("topic", {})
-    failed = {name: result for name, result in results.items() if result != "OK"}
-    if failed:
-        raise KafkaSetupError(f"cannot set {MIN_INSYNC}={replication.min_insync} on {', '.join(failed)}: "
-                              f"{next(iter(failed.values()))}")
-    log.warning("raised min.insync.replicas of existing topics", topics=list(names),
-                min_insync_replicas=replication.min_insync)
-
-
-def replicate_topics(bootstrap: str, specs: Sequence[TopicSpec], replication: Replication) -> TopicsReport:
-    """Create the missing topics with ``replication``, then hold every topic of ``specs`` to it.
-
-    An existing topic with fewer replicas than required is refused (:class:`ReplicationError`, one
-    line): adding replicas moves data between brokers, an operator's decision.  One with a lower
-    ``min.insync.replicas`` gets the required value (incremental alter configs, other settings kept).
-    More replicas or a higher min.insync than required are left alone.
-    """
-    admin = _admin(bootstrap, "nonsite-topics")
-    try:
-        created = set(_create_missing(admin, specs, replication))
-        names = [s.name for s in specs]
-        states = describe_replication(admin, names)
-        _refuse_under_replicated(states, replication)
-        low_isr = [name for name in names if states[name][1] < replication.min_insync]
-        _raise_min_insync(admin, low_isr, replication)
-    finally:
-        admin.close()
-    topics = tuple(TopicReplication(name, states[name][0],
-                                    replication.min_insync if name in low_isr else states[name][1],
-                                    created=name in created, raised_min_insync=name in low_isr)
-                   for name in names)
-    return TopicsReport(replication, topics)

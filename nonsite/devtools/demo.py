@@ -21,10 +21,11 @@ from typing import Optional
 
 import structlog
 
-from nonsite.cli import CommandError
 from nonsite.config import City
-from nonsite.kafka_cli import create_city_topics
-from nonsite.kafka_local import DEFAULT_DATA_DIR, LocalKafka, port_open
+from nonsite.devtools.kafka_local import DEFAULT_DATA_DIR, LocalKafka, port_open
+from nonsite.errors import CommandError
+from nonsite.kafka import clients
+from nonsite.kafka.admin import create_city_topics
 from nonsite.paths import CACHE, VAR
 
 log = structlog.get_logger("nonsite.demo")
@@ -92,11 +93,9 @@ def run_detector(config: Path, videos: dict[str, Path], env: dict[str, str]) -> 
 
 def collect(bootstrap: str, city: City, seconds: float) -> tuple[dict[str, dict], list[dict]]:
     """Latest incident snapshots and every task on the bus after ``seconds`` of listening."""
-    from kafka import KafkaConsumer
-
     topics = city.kafka.topics
-    consumer = KafkaConsumer(topics.incidents, topics.tasks, bootstrap_servers=bootstrap, group_id=None,
-                             auto_offset_reset="earliest", consumer_timeout_ms=int(seconds * 1000))
+    consumer = clients.reader(bootstrap, topics.incidents, topics.tasks, auto_offset_reset="earliest",
+                              consumer_timeout_ms=int(seconds * 1000))
     incidents: dict[str, dict] = {}
     tasks: list[dict] = []
     for message in consumer:

@@ -1,0 +1,105 @@
+"""``nonsite.yaml``: the system settings (city, Kafka, detector, stream worker, web)."""
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+from pydantic import Field, field_validator
+
+from nonsite.config.common import Strict
+
+
+# ---------------------------------------------------------------- system
+class Topics(Strict):
+    detections: str = "nonsite.detections"
+    camera_status: str = "nonsite.camera-status"
+    incidents: str = "nonsite.incidents"
+    tasks: str = "nonsite.tasks"
+    feedback: str = "nonsite.feedback"
+    case_events: str = "nonsite.case-events"
+    alerts: str = "nonsite.alerts"
+    dead_letter: str = "nonsite.dead-letter"
+
+    def all(self) -> dict[str, str]:
+        return self.model_dump()
+
+
+class KafkaSettings(Strict):
+    bootstrap: str = "localhost:9092"
+    topics: Topics = Topics()
+    partitions: int = Field(default=4, ge=1)
+    # "auto": min(3, brokers of the cluster); a number is honoured, refused when above the broker count.
+    # min.insync.replicas follows: 2 with 3 replicas, 1 below (nonsite.kafka.admin.Replication)
+    replication_factor: Union[Literal["auto"], int] = "auto"
+
+    @field_validator("replication_factor", mode="before")
+    @classmethod
+    def _auto_or_count(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError(f"must be auto or a number of replicas (1 or more), got {value!r}")
+
+
+class MotionSettings(Strict):
+    enabled: bool = True
+    downscale_width: int = Field(default=160, ge=16)
+    pixel_threshold: int = Field(default=25, ge=1, le=255)
+    min_changed_fraction: float = Field(default=0.002, ge=0, le=1)
+    recheck_s: float = Field(default=10.0, gt=0)  # infer at least this often even without motion
+
+
+class DetectorSettings(Strict):
+    weights: str = "yolov8n.pt"
+    imgsz: int = Field(default=640, ge=32)
+    device: str = "cpu"
+    batch: int = Field(default=8, ge=1)
+    workers: int = Field(default=1, ge=1, le=64)  # model instances inferring in parallel threads (CPU cores)
+    tracker: str = "bytetrack.yaml"
+    min_confidence: float = Field(default=0.25, gt=0, le=1)
+    motion: MotionSettings = MotionSettings()
+    lost_after_s: float = Field(default=10.0, gt=0)  # a track unseen this long has ended
+    update_interval_s: float = Field(default=60.0, gt=0)
+    status_interval_s: float = Field(default=30.0, gt=0)
+    evidence_dir: str = "var/evidence"
+    spool_dir: str = "var/spool"
+    spool_max_mb: float = Field(default=256, gt=0)
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
+
+
+class StreamSettings(Strict):
+    app_id: str = "nonsite"
+    dedup_window_s: float = Field(default=600, gt=0)
+    cross_camera_radius_m: float = Field(default=30, ge=0)
+    acceptance_minutes: float = Field(default=15, gt=0)
+    verify_grace_s: float = Field(default=60, ge=0)
+    first_offence_window_days: int = Field(default=365, gt=0)
+    retention_days: float = Field(default=90, gt=0)  # closed and rejected cases stay in the worker's state
+    tick_s: float = Field(default=5, gt=0)
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    data_dir: str = "var/worker"
+    store: Literal["memory://", "rocksdb://"] = "memory://"  # table store; changelogs in Kafka either way
+    commit_interval_s: float = Field(default=2.8, gt=0)  # how often the worker commits consumer offsets
+
+
+class WebSettings(Strict):
+    """The operator surfaces (``nonsite web``): alert wall, officer app, supervisor reports."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    token_ttl_minutes: float = Field(default=720, gt=0)
+    upload_max_mb: float = Field(default=8, gt=0)
+    upload_types: list[str] = Field(default=["image/jpeg", "image/png", "image/webp"], min_length=1)
+    min_sample_for_ranking: int = Field(default=10, ge=1)
+
+
+class CitySettings(Strict):
+    name: str = "Sample City"
+    name_zh: str = ""
+    timezone: str = "Asia/Shanghai"
+
+
+class SystemFile(Strict):
+    city: CitySettings = CitySettings()
+    kafka: KafkaSettings = KafkaSettings()
+    detector: DetectorSettings = DetectorSettings()
+    stream: StreamSettings = StreamSettings()
+    web: WebSettings = WebSettings()
