@@ -7,9 +7,13 @@ and the routes answer with ``response_model_exclude_unset`` so a field the view 
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+import typing
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+import msgspec
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
+
+from contract import Alert, CaseEvent, Record, Task
 
 # a JSON number kept as the view wrote it (an int stays an int: no 30 -> 30.0 on the way out)
 Number = Annotated[Union[int, float], WithJsonSchema({"type": "number"})]
@@ -113,50 +117,36 @@ class Meta(Out):
 
 
 # ------------------------------------------------------------------ records as the contract writes them
-class AlertOut(Out):
-    alert_id: str
-    kind: str
-    severity: str
-    at: str
-    message: str
-    incident_id: Optional[str] = None
-    camera_id: Optional[str] = None
-    grid_id: Optional[str] = None
-    schema_version: int
+def contract_model(record: type[Record]) -> type[Out]:
+    """The response model of a contract record: its fields and defaults, read from the record itself (the
+    contract's bounds are checked where records are decoded, so only the plain types are kept here)."""
+    fields = {}
+    for field in msgspec.structs.fields(record):
+        kind = _plain_type(field.type)
+        if field.default is not msgspec.NODEFAULT:
+            fields[field.name] = (kind, field.default)
+        elif field.default_factory is not msgspec.NODEFAULT:
+            fields[field.name] = (kind, Field(default_factory=field.default_factory))
+        else:
+            fields[field.name] = (kind, ...)
+    return create_model(f"{record.__name__}Out", __base__=Out, **fields)
 
 
-class CaseEventOut(Out):
-    event_id: str
-    incident_id: str
-    seq: int
-    at: str
-    actor: str
-    action: str
-    from_state: Optional[str] = None
-    to_state: Optional[str] = None
-    applied: bool
-    reason: str
-    evidence: list[str]
-    task_id: Optional[str] = None
-    officer_id: Optional[str] = None
-    source: str
-    schema_version: int
+def _plain_type(hint: Any) -> Any:
+    """``hint`` without its msgspec constraints (``Annotated[str, Meta(...)]`` -> ``str``), inside too."""
+    if typing.get_origin(hint) is Annotated:
+        return _plain_type(typing.get_args(hint)[0])
+    args = typing.get_args(hint)
+    if not args or typing.get_origin(hint) is Literal:
+        return hint
+    if isinstance(typing.get_origin(hint), type) and issubclass(typing.get_origin(hint), list):
+        return list[_plain_type(args[0])]
+    return Optional[_plain_type(next(a for a in args if a is not type(None)))] if type(None) in args else hint
 
 
-class TaskOut(Out):
-    task_id: str
-    incident_id: str
-    officer_id: str
-    grid_id: str
-    scenario: str
-    assigned_at: str
-    accept_by: str
-    deadline: str
-    status: str
-    attempt: int
-    first_offence: bool
-    note: str
-    schema_version: int
+AlertOut = contract_model(Alert)
+CaseEventOut = contract_model(CaseEvent)
+TaskOut = contract_model(Task)
 
 
 class StoredEvidence(Out):
