@@ -14,7 +14,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Sequence
 
 from nonsite.config import Camera
 
@@ -62,12 +62,6 @@ def point_in_polygon(point: Point, polygon: Sequence[Point]) -> bool:
             if x < crossing:
                 inside = not inside
     return inside
-
-
-def first_zone(box: Box, zones: Iterable[ZoneArea], kinds: Sequence[str]) -> Optional[ZoneArea]:
-    """The first zone (config order) of one of ``kinds`` holding the box's bottom-centre point."""
-    point = bottom_centre(box)
-    return next((z for z in zones if z.kind in kinds and z.contains(point)), None)
 
 
 def iou(a: Box, b: Box) -> float:
