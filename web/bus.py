@@ -18,10 +18,12 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter, Gauge
 
+from contract import Alert, CameraStatus, CaseEvent, DeadLetter, Feedback, Incident, Task, dead_letter, utc_now
+from contract.deadletter import failure_reason
+from contract.position import source_of
 from nonsite.config import City
 from nonsite.kafka import aioclients, clients
-from contract import Alert, CameraStatus, CaseEvent, DeadLetter, Feedback, Incident, Task, dead_letter, utc_now
-from web.readmodel import Change, ReadModel, Verdict, position
+from web.readmodel import Change, ReadModel, Verdict
 
 log = structlog.get_logger("web.bus")
 
@@ -141,7 +143,7 @@ class Bus:
             try:
                 await consumer.stop()
             except Exception as exc:  # it is being replaced because it broke; closing it may fail too
-                log.warning("web.bus.consumer_close_failed", error=_describe(exc))
+                log.warning("web.bus.consumer_close_failed", error=failure_reason(exc))
 
     def _set_consuming(self, consuming: bool) -> None:
         self.consuming = consuming
@@ -162,10 +164,10 @@ class Bus:
             except Exception as exc:
                 delay = min(self.restart_backoff_s * 2 ** failures_in_a_row, self.max_restart_backoff_s)
                 failures_in_a_row += 1
-                self.failure = f"read-model consumer failed: {_describe(exc)}"
+                self.failure = f"read-model consumer failed: {failure_reason(exc)}"
                 self._set_consuming(False)
                 CONSUMER_FAILURES.inc()
-                log.error("web.bus.consumer_failed", error=_describe(exc), retry_in_s=delay)
+                log.error("web.bus.consumer_failed", error=failure_reason(exc), retry_in_s=delay)
                 await self._stop_consumer()
                 await asyncio.sleep(delay)
 
@@ -201,7 +203,7 @@ class Bus:
 
     async def _reject(self, kind: str, message: Any, exc: Exception) -> None:
         """Count, log and dead-letter one record (never one read from the dead-letter topic: that would loop)."""
-        reason = _describe(exc)[:MAX_REASON_CHARS]
+        reason = failure_reason(exc)[:MAX_REASON_CHARS]
         REJECTED.labels(kind).inc()
         log.warning("web.bus.bad_record", topic=message.topic, partition=message.partition, offset=message.offset,
                     reason=reason)
@@ -215,7 +217,7 @@ class Bus:
         except Exception as send_error:  # Kafka down: the record stays counted and logged
             DEAD_LETTER_FAILED.labels(kind).inc()
             log.error("web.bus.dead_letter_failed", dead_letter_id=letter.dead_letter_id,
-                      error=_describe(send_error))
+                      error=failure_reason(send_error))
             return
         DEAD_LETTERED.labels(kind).inc()
 
@@ -232,7 +234,7 @@ class Bus:
         sent = await self.producer.send_and_wait(self.city.kafka.topics.feedback, feedback.to_json(),
                                                  key=feedback.incident_id.encode())
         FEEDBACK_SENT.labels(feedback.action).inc()
-        where = position(sent.topic, sent.partition, sent.offset)
+        where = source_of(sent.topic, sent.partition, sent.offset)
         log.info("web.feedback.sent", feedback_id=feedback.feedback_id, action=feedback.action,
                  incident_id=feedback.incident_id, actor=feedback.actor, position=where)
         return where
@@ -250,9 +252,3 @@ class Bus:
                 except asyncio.TimeoutError:
                     return None
         return outcome
-
-
-def _describe(exc: BaseException) -> str:
-    """``RecursionError: maximum recursion depth exceeded...``: the class and the text of an exception."""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
 from contract import Alert, CameraStatus, CaseEvent, Record, DeadLetter, Incident, Task, parse_iso
+from contract.position import source_of
 
 CLOSED_STATES = frozenset({"CLOSED", "VERIFIED", "SELF_CORRECTED"})
 TERMINAL_STATES = CLOSED_STATES | {"REJECTED"}
@@ -32,11 +33,6 @@ Change = tuple[str, Any]  # ("incident", Incident) | ("task", Task) | ("camera",
 
 def norm_state(state: Optional[str]) -> str:
     return (state or "").upper()
-
-
-def position(topic: str, partition: int, offset: int) -> str:
-    """Where a message sits, as the case processor writes it in ``CaseEvent.source``."""
-    return f"{topic}/{partition}/{offset}"
 
 
 @dataclass(frozen=True)
@@ -133,7 +129,7 @@ class ReadModel:
             raw = {}
         raw = raw if isinstance(raw, dict) else {}
         verdict = Verdict(False, letter.reason, str(raw.get("action", "")), str(raw.get("incident_id", "")))
-        for key in {position(letter.topic, letter.partition, letter.offset), str(raw.get("feedback_id", ""))} - {""}:
+        for key in {source_of(letter.topic, letter.partition, letter.offset), str(raw.get("feedback_id", ""))} - {""}:
             self.outcomes.setdefault(key, []).append(verdict)
         return [("dead_letter", letter)]
 
