@@ -25,12 +25,12 @@ from html import escape
 from typing import Iterable, Literal, Optional
 from zoneinfo import ZoneInfo
 
-from nonsite.config import City
 from contract import parse_iso
+from nonsite.config import City
+from nonsite.statistics import mean_minutes, ratio
 from web.readmodel import CLOSED_STATES, ReadModel, norm_state
 
 GroupBy = Literal["scenario", "grid", "officer", "camera"]
-GROUPS: tuple[str, ...] = ("scenario", "grid", "officer", "camera")
 
 
 @dataclass(frozen=True)
@@ -79,23 +79,23 @@ class Figures:
 
     @property
     def closure_rate(self) -> Optional[float]:
-        return _ratio(self.closed, self.due)
+        return ratio(self.closed, self.due)
 
     @property
     def on_time_rate(self) -> Optional[float]:
-        return _ratio(self.on_time, self.due)
+        return ratio(self.on_time, self.due)
 
     @property
     def rework_rate(self) -> Optional[float]:
-        return _ratio(self.reworked, self.due)
+        return ratio(self.reworked, self.due)
 
     @property
     def false_alarm_rate(self) -> Optional[float]:
-        return _ratio(self.false_alarms, self.filed)
+        return ratio(self.false_alarms, self.filed)
 
     @property
     def mean_minutes_to_close(self) -> Optional[float]:
-        return round(self.minutes_total / self.closed, 1) if self.closed else None
+        return mean_minutes(self.minutes_total, self.closed)
 
     def as_dict(self) -> dict:
         return {"group": self.group, "label": self.label, "filed": self.filed, "due": self.due,
@@ -103,10 +103,6 @@ class Figures:
                 "false_alarms": self.false_alarms, "closure_rate": self.closure_rate,
                 "on_time_rate": self.on_time_rate, "rework_rate": self.rework_rate,
                 "false_alarm_rate": self.false_alarm_rate, "mean_minutes_to_close": self.mean_minutes_to_close}
-
-
-def _ratio(part: int, whole: int) -> Optional[float]:
-    return round(part / whole, 4) if whole else None
 
 
 # ------------------------------------------------------------------ facts from the read model

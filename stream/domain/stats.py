@@ -1,11 +1,9 @@
 """Closure statistics as incremental counters per day × scenario × grid × officer × camera, pure.
 
 Each counter is added on the (local) day the counted step happened and attributed to the officer
-responsible for the case at that moment (``-`` while nobody is).  Rates are derived, never stored:
-
-* due = filed − rejected as false alarm (应结案数); closure rate 结案率 = closed / due;
-* on-time rate 按期结案率 = closed on time / due; rework rate 返工率 = cases reopened (at least once) / due;
-* false-alarm rate = rejected as false alarm / filed; mean time to close = minutes to close / closed.
+responsible for the case at that moment (``-`` while nobody is).  Rates are derived, never stored, by
+the definitions both report paths share (:mod:`nonsite.statistics`); a case reopened at least once
+counts as reworked.
 
 Example::
 
@@ -19,11 +17,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Iterable, Mapping, Optional
 
+from nonsite.statistics import GROUPS, figures
 from stream.domain.dispatch import local_moment
 
 COUNTERS = ("filed", "dispatched", "closed", "closed_on_time", "reopened", "rejected_false_alarm",
             "self_corrected", "escalated", "minutes_to_close")
-DIMENSIONS = ("day", "scenario", "grid", "officer", "camera")
+DIMENSIONS = ("day", *GROUPS)
 NOBODY = "-"
 
 
@@ -57,19 +56,10 @@ def bump(row: Optional[Mapping[str, float]], counter: str, amount: float = 1) ->
     return updated
 
 
-def _ratio(numerator: float, denominator: float) -> Optional[float]:
-    return round(numerator / denominator, 4) if denominator > 0 else None
-
-
 def rates(row: Mapping[str, float]) -> dict[str, Optional[float]]:
     get = lambda name: float(row.get(name, 0))  # noqa: E731
-    due = int(get("filed") - get("rejected_false_alarm"))
-    mean = get("minutes_to_close") / get("closed") if get("closed") else None
-    return {"due": due, "closure_rate": _ratio(get("closed"), due),
-            "on_time_rate": _ratio(get("closed_on_time"), due),
-            "rework_rate": _ratio(get("reopened"), due),
-            "false_alarm_rate": _ratio(get("rejected_false_alarm"), get("filed")),
-            "mean_minutes_to_close": round(mean, 2) if mean is not None else None}
+    return figures(filed=get("filed"), false_alarms=get("rejected_false_alarm"), closed=get("closed"),
+                   on_time=get("closed_on_time"), reworked=get("reopened"), minutes_total=get("minutes_to_close"))
 
 
 def aggregate(rows: Iterable[tuple[StatsKey, Mapping[str, float]]], by: str, day_from: Optional[date] = None,
