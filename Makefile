@@ -13,7 +13,7 @@ ifneq ($(wildcard $(SHARED)/media),)
 export NONSITE_MEDIA ?= $(SHARED)/media
 endif
 
-.PHONY: demo test install kafka-jars kafka-start kafka-stop clean
+.PHONY: demo test screenshots install kafka-jars kafka-start kafka-stop clean
 
 # Every process's extra (detector, worker, web) and the test tools: the suite runs them all.
 $(BIN)/nonsite: pyproject.toml
@@ -32,6 +32,11 @@ demo: install
 
 test: install kafka-jars
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The README's pictures (docs/screenshots/*.png), only on request: the page tests in real headless Chromium
+# on their own local Kafka, saving their captures there instead of a temporary folder.
+screenshots: install kafka-jars
+	$(BIN)/python -m pytest tests/web/test_web_pages.py --screenshots docs/screenshots $(PYTEST_ARGS)
 
 kafka-start: install
 	$(BIN)/nonsite kafka start

@@ -16,11 +16,17 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from nonsite.config import City, load_city
-from nonsite.devtools.kafka_local import LocalKafka
+from nonsite.devtools.kafka_local import PORT_STEP, LocalKafka
 from nonsite.kafka.admin import ensure_topics
 
 PROJECT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--screenshots", metavar="DIR", default=None,
+                     help="write the page tests' screenshots to DIR instead of a temporary folder "
+                          "(`make screenshots` regenerates the README's, in docs/screenshots)")
 
 
 def free_port_block(span: int = 2) -> int:
@@ -32,6 +38,15 @@ def free_port_block(span: int = 2) -> int:
         if base + span < 65535 and all(_free(base + i) for i in range(span)):
             return base
     raise RuntimeError("no free port block")
+
+
+def free_cluster_base(nodes: int) -> int:
+    """A base port whose broker and controller ports for every node of a local cluster are free."""
+    for base in range(21092, 60000, 1000):
+        ports = [base + i * PORT_STEP + j for i in range(nodes) for j in (0, 1)]
+        if all(_free(p) for p in ports):
+            return base
+    raise RuntimeError("no free ports for a local cluster")
 
 
 def _free(port: int) -> bool:

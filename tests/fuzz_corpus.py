@@ -1,4 +1,5 @@
-"""Malformed messages for the fuzz tests, each malformed by construction, for any contract record.
+"""Malformed messages for the fuzz tests, each malformed by construction, for any contract record
+(:func:`sample_records` gives one valid record of every contract type to start from).
 
 :func:`make_malformed` draws one of the ways a message can be wrong — bytes that are not JSON or not
 UTF-8, JSON that is not an object, a truncated message, nesting a thousand deep, a missing required
@@ -10,7 +11,6 @@ seeded ``random.Random`` (:class:`RandomPicker`, for corpora of thousands sent t
 Example::
 
     >>> import random
-    >>> from test_contract_kafka import sample_records
     >>> raw = make_malformed(sample_records()[0], RandomPicker(random.Random(1)))
 """
 from __future__ import annotations
@@ -22,8 +22,38 @@ from typing import Any, Optional, Protocol, Sequence
 import msgspec
 from hypothesis import strategies as st
 
-from contract import Record
+from contract import (Alert, CameraStatus, CaseEvent, DeadLetter, Detection, Evidence, Feedback, Incident,
+                      Record, Task, new_id, utc_now)
 from contract.validate import MAX_INPUT_BYTES, MAX_RECORD_BYTES
+
+
+def sample_records() -> list:
+    """One valid record of every contract type, to send as is or to break."""
+    now = utc_now()
+    evidence = [Evidence(kind="annotated", sha256="a" * 64, uri="evidence/aa/" + "a" * 64 + ".jpg")]
+    return [
+        Detection(event_id=new_id(), kind="start", violation_id="cam-01/7/stray_dog", camera_id="cam-01",
+                  scenario="stray_dog", zone_id="z-road", object_class="dog", track_id=7, confidence=0.91,
+                  bbox=[0.1, 0.2, 0.3, 0.5], first_seen=now, observed_at=now, dwell_s=121.5, evidence=evidence,
+                  plate="川A12345"),
+        CameraStatus(event_id=new_id(), camera_id="cam-01", state="online", observed_at=now, last_frame_at=now,
+                     last_inference_at=now, active=["stray_dog/z-road"]),
+        Incident(incident_id=new_id(), camera_id="cam-01", scenario="stray_dog", zone_id="z-road", grid_id="G01",
+                 state="DISPATCHED", first_seen=now, last_seen=now, updated_at=now, detections=3,
+                 cameras=["cam-01"], violation_ids=["cam-01/7/stray_dog"], evidence=evidence, lat=30.65,
+                 lon=104.06, address="解放路12号", first_offence=True, officer_id="O101", deadline=now),
+        Task(task_id=new_id(), incident_id="i1", officer_id="O101", grid_id="G01", scenario="stray_dog",
+             assigned_at=now, accept_by=now, deadline=now, first_offence=True),
+        Feedback(feedback_id=new_id(), incident_id="i1", action="resolve", actor="O101", at=now, task_id="t1",
+                 note="已劝离 moved on", evidence=evidence),
+        CaseEvent(event_id=new_id(), incident_id="i1", seq=4, at=now, actor="O101", action="resolve",
+                  from_state="ARRIVED", to_state="RESOLVED", evidence=["a" * 64], source="nonsite.feedback/0/17"),
+        Alert(alert_id=new_id(), kind="escalated", severity="critical", at=now, message="超时未处置 overdue",
+              incident_id="i1", grid_id="G01"),
+        DeadLetter(dead_letter_id=new_id(), topic="nonsite.detections", partition=0, offset=42,
+                   reason="not JSON", at=now, raw="{oops"),
+    ]
+
 
 WAYS = ("bytes", "not_object", "truncated", "deep_body", "deep_unknown", "missing", "bad_value", "version",
         "oversize", "none")

@@ -1,5 +1,6 @@
 """Helpers for the web tests: a running web app on the local Kafka with its own topics, record
-factories, a stand-in for the case processor's replies, and screenshots.
+factories, a stand-in for the case processor's replies, and screenshots (:func:`save_screenshot`, the one
+capture code for the page tests' temporary folder and for the README's ``make screenshots``).
 
 The web app runs in this process under uvicorn (a real HTTP server on a free port); records are
 produced straight to its topics with kafka-python, so these tests do not need the stream worker.
@@ -30,7 +31,6 @@ from nonsite.evidence import EvidenceStore
 from web.app import create_app
 
 PROJECT = Path(__file__).resolve().parents[1]
-DOCS_SHOTS = PROJECT / "docs" / "screenshots"
 PASSWORDS = {"ops": "ops-demo", "sup": "sup-demo", "zhangwei": "off-demo", "lina": "off-demo",
              "wangqiang": "off-demo", "liuyang": "off-demo"}
 CHROMIUM = "/usr/bin/chromium"
@@ -248,16 +248,17 @@ def stored_evidence(harness: WebHarness, label: str = "dog") -> Evidence:
     return saved
 
 
-def save_screenshot(page, tmp_dir: Path, name: str, full_page: bool = False) -> Path:
-    """Screenshot to the test's tmp dir, and a PNG under 200 KB to docs/screenshots for the README."""
+def save_screenshot(page, folder: Path, name: str, full_page: bool = False) -> Path:
+    """``folder/<name>.png``: the page as a PNG under 200 KB (fewer colours, scaled down if need be).
+
+    The page tests pass a temporary folder; ``make screenshots`` runs them with ``--screenshots
+    docs/screenshots``, so the README's pictures are these same captures, taken only on request."""
     import cv2
     import numpy as np
 
-    shot = tmp_dir / f"{name}.png"
-    page.screenshot(path=str(shot), full_page=full_page)
-    image = cv2.imread(str(shot))
-    DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-    target = DOCS_SHOTS / f"{name}.png"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{name}.png"
+    image = cv2.imdecode(np.frombuffer(page.screenshot(full_page=full_page), np.uint8), cv2.IMREAD_COLOR)
     scale = 1.0
     while True:
         resized = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -268,7 +269,7 @@ def save_screenshot(page, tmp_dir: Path, name: str, full_page: bool = False) -> 
             target.write_bytes(data.tobytes())
             break
         scale *= 0.85
-    return shot
+    return target
 
 
 def decode_sse(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:

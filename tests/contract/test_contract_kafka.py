@@ -4,37 +4,10 @@ from __future__ import annotations
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from contract import (CONTRACT, Alert, CameraStatus, CaseEvent, ContractError, DeadLetter, Detection,
-                            Evidence, Feedback, Incident, Task, new_id, utc_now)
+from contract import CONTRACT, CameraStatus, ContractError, Detection
+from fuzz_corpus import sample_records
 
 pytestmark = pytest.mark.kafka
-
-
-def sample_records() -> list:
-    now = utc_now()
-    evidence = [Evidence(kind="annotated", sha256="a" * 64, uri="evidence/aa/" + "a" * 64 + ".jpg")]
-    return [
-        Detection(event_id=new_id(), kind="start", violation_id="cam-01/7/stray_dog", camera_id="cam-01",
-                  scenario="stray_dog", zone_id="z-road", object_class="dog", track_id=7, confidence=0.91,
-                  bbox=[0.1, 0.2, 0.3, 0.5], first_seen=now, observed_at=now, dwell_s=121.5, evidence=evidence,
-                  plate="川A12345"),
-        CameraStatus(event_id=new_id(), camera_id="cam-01", state="online", observed_at=now, last_frame_at=now,
-                     last_inference_at=now, active=["stray_dog/z-road"]),
-        Incident(incident_id=new_id(), camera_id="cam-01", scenario="stray_dog", zone_id="z-road", grid_id="G01",
-                 state="DISPATCHED", first_seen=now, last_seen=now, updated_at=now, detections=3,
-                 cameras=["cam-01"], violation_ids=["cam-01/7/stray_dog"], evidence=evidence, lat=30.65,
-                 lon=104.06, address="解放路12号", first_offence=True, officer_id="O101", deadline=now),
-        Task(task_id=new_id(), incident_id="i1", officer_id="O101", grid_id="G01", scenario="stray_dog",
-             assigned_at=now, accept_by=now, deadline=now, first_offence=True),
-        Feedback(feedback_id=new_id(), incident_id="i1", action="resolve", actor="O101", at=now, task_id="t1",
-                 note="已劝离 moved on", evidence=evidence),
-        CaseEvent(event_id=new_id(), incident_id="i1", seq=4, at=now, actor="O101", action="resolve",
-                  from_state="ARRIVED", to_state="RESOLVED", evidence=["a" * 64], source="nonsite.feedback/0/17"),
-        Alert(alert_id=new_id(), kind="escalated", severity="critical", at=now, message="超时未处置 overdue",
-              incident_id="i1", grid_id="G01"),
-        DeadLetter(dead_letter_id=new_id(), topic="nonsite.detections", partition=0, offset=42,
-                   reason="not JSON", at=now, raw="{oops"),
-    ]
 
 
 def test_every_contract_type_is_sampled():
@@ -92,7 +65,7 @@ def test_docs_examples_match_the_contract():
     import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "events.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text(encoding="utf-8")
     examples = re.findall(r"### (\w+)\s+```json\n(.*?)```", text, flags=re.S)
     by_name = {cls.__name__: cls for cls in CONTRACT.values()}
     assert {name for name, _ in examples} == set(by_name)

@@ -12,20 +12,11 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
-from nonsite.devtools.kafka_local import PORT_STEP, LocalKafka
+from conftest import free_cluster_base
+from nonsite.devtools.kafka_local import LocalKafka
 from nonsite.kafka.admin import ensure_topics
-from tests.conftest import _free
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-def free_cluster_base(nodes: int) -> int:
-    """A base port whose broker and controller ports for every node are free."""
-    for base in range(21092, 60000, 1000):
-        ports = [base + i * PORT_STEP + j for i in range(nodes) for j in (0, 1)]
-        if all(_free(p) for p in ports):
-            return base
-    raise RuntimeError("no free ports for a local cluster")
 
 
 def nonsite(*args: str, env_extra: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:

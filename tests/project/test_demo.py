@@ -8,8 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import free_port_block
-from tests.test_kafka_local import free_cluster_base
+from conftest import free_cluster_base, free_port_block
 
 pytestmark = [pytest.mark.kafka, pytest.mark.model, pytest.mark.slow]
 

@@ -1,6 +1,9 @@
 """The three pages in real headless Chromium (Debian's package, driven by playwright):
 the wall shows an incident produced to Kafka, an officer resolves a task with a photo and the
-Feedback reaches Kafka (and the processor's answer shows), the report shows the scripted closure rate."""
+Feedback reaches Kafka (and the processor's answer shows), the report shows the scripted closure rate.
+
+Each test saves its screenshots (web_harness.save_screenshot) into a temporary folder; ``make screenshots``
+runs this module with ``--screenshots docs/screenshots`` to regenerate the README's."""
 from __future__ import annotations
 
 import hashlib
@@ -38,7 +41,12 @@ def web(kafka_bootstrap: str, city, tmp_path_factory) -> WebHarness:
 
 
 @pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
+def shots(request: pytest.FixtureRequest, tmp_path_factory) -> Path:
+    """Where the screenshots go: a temporary folder, or the one ``--screenshots`` names (``make screenshots``
+    passes docs/screenshots, the README's; a plain test run never writes there)."""
+    chosen = request.config.getoption("screenshots")
+    if chosen:
+        return Path(request.config.invocation_params.dir, chosen).resolve()
     return tmp_path_factory.mktemp("screenshots")
 
 

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from nonsite.cli import build_parser
-from tests.test_packaging import ENTRY, EXTRAS, PROJECT, import_closure
+from test_packaging import ENTRY, EXTRAS, PROJECT, import_closure
 
-DOCKER = Path(__file__).resolve().parents[1] / "docker"
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
 COMPOSE = yaml.safe_load((DOCKER / "compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
 PYPROJECT = tomllib.loads((DOCKER.parent / "pyproject.toml").read_text())

@@ -24,8 +24,9 @@ from nonsite.kafka.admin import Replication, min_insync_for
 from stream.runtime.topics import changelog_topic_name, leader_topic_name
 from stream.domain.dedup import CityMap
 from stream.domain.engine import incident_id_for
+from conftest import free_cluster_base
 from stream_support import PROJECT, Detection, Evidence, Reader, WorkerProcess, make_city, to_iso
-from test_kafka_local import free_cluster_base, nonsite
+from test_kafka_local import nonsite
 
 GRIDS = ["G1", "G2", "G3", "G4"]
 SCENARIOS = ["sidewalk_parking", "road_occupation", "mobile_vendor", "material_piling", "stray_dog"]

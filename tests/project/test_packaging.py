@@ -24,7 +24,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ("contract", "nonsite", "detector", "stream", "web")
 # What each image runs: `nonsite <command>` imports these (nonsite/cli.py's handlers, stream.cli.worker).
 ENTRY = {

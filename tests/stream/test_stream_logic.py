@@ -22,7 +22,7 @@ from contract import CameraStatus, ContractError, DeadLetter, Detection, Evidenc
 from stream.domain.stats import StatsKey, aggregate, bump, rates
 from stream.domain.verify import REOPEN, SELF_CORRECT, VERIFY, Presence, observe_camera, observe_detection, verdict
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc).timestamp()  # 10:00 Beijing time, a Friday
 
 

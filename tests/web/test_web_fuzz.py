@@ -16,8 +16,7 @@ from prometheus_client import REGISTRY
 from conftest import reader_from_beginning
 from contract import DeadLetter, new_id
 from contract.position import source_of
-from fuzz_corpus import WAYS, RandomPicker, make_malformed
-from test_contract_kafka import sample_records
+from fuzz_corpus import WAYS, RandomPicker, make_malformed, sample_records
 from web_harness import WebHarness, start_web
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 
 from contract import (CONTRACT, CameraStatus, ContractError, Detection, Evidence, Feedback, decode, new_id,
                       utc_now)
-from fuzz_corpus import deep, malformed
-from test_contract_kafka import sample_records
+from fuzz_corpus import deep, malformed, sample_records
 
 NOW = utc_now()
 

@@ -12,7 +12,7 @@ import pytest
 
 from detector.plates import PlateRead, PlateReader, PlateVote, is_plate
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 NONSITE = [sys.executable, "-c", "import sys; from nonsite.cli import main; sys.exit(main())"]
 PHOTOS = {  # file under plates/ -> the plate that must be read exactly
     "easypr_01_A88731.jpg": "京A88731",

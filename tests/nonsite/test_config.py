@@ -10,7 +10,7 @@ import pytest
 
 from nonsite.config import ConfigError, load_city
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
