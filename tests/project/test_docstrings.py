@@ -12,7 +12,7 @@ import stream.domain
 import stream.state
 
 PACKAGES = [contract, stream.domain, stream.state]
-MODULES = ["nonsite.evidence", "stream.runtime.topics"]
+MODULES = ["nonsite.evidence", "nonsite.statistics", "stream.runtime.topics"]
 
 
 def modules() -> list[str]:
