@@ -14,7 +14,8 @@ Frames are decoded and built in memory before timing, so neither side pays for d
 (b) pipeline: :class:`detector.pipeline.Pipeline` (motion gate with the config's re-check
     interval, batched inference where the model allows it, tracking, rules, evidence), once per
     ``--workers`` value: 1 = one model instance like the naive loop (the gain is the pipeline's
-    alone), 2 = two instances in parallel threads (both cores of a 2-core machine).
+    alone), 2 = two instances in parallel threads (both cores of a 2-core machine); and once per
+    ``--plates`` value (``on``: with the plate stage reading the cars in the sidewalk zone, ``off``).
 
 Both sides run ``--rounds`` times, interleaved, and the best time of each counts (other processes
 share the machine).  Prints camera-frames/s for both, the ratio, and whether the pipeline keeps up
@@ -133,9 +134,10 @@ def run_naive(weights: str, cameras: list[SimulatedCamera], steps: int) -> tuple
 
 
 def run_pipeline(weights: str, cameras: list[SimulatedCamera], steps: int, config: Path, batch: int,
-                 workers: int):
+                 workers: int, plates: bool = True):
     city = load_city(config)
-    settings = city.detector.model_copy(update={"batch": batch, "workers": workers})
+    settings = city.detector.model_copy(update={"batch": batch, "workers": workers,
+                                                "plates": city.detector.plates.model_copy(update={"enabled": plates})})
     detector = Detector.from_settings(settings, weights)
     detector.detect([cameras[0].frames[0]])  # warm-up, not timed
     with tempfile.TemporaryDirectory() as evidence:
@@ -148,7 +150,7 @@ def run_pipeline(weights: str, cameras: list[SimulatedCamera], steps: int, confi
             frames = [Frame(sim.camera.id, sim.frames[step], now, step) for sim in cameras]
             events += len(pipeline.process(frames))
         elapsed = time.perf_counter() - started
-    return elapsed, pipeline.stats, events
+    return elapsed, pipeline.stats, events, pipeline.plates.stats if pipeline.plates else None
 
 
 def main(argv=None) -> int:
@@ -159,6 +161,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=8, help="pipeline batch (capped by what the model takes)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                         help="pipeline runs with this many parallel model instances (one run each)")
+    parser.add_argument("--plates", nargs="+", choices=["on", "off"], default=["on"],
+                        help="pipeline runs with the plate stage on and/or off (one run each per workers value)")
     parser.add_argument("--weights", default=os.environ.get("NONSITE_WEIGHTS"))
     parser.add_argument("--media", type=Path, default=Path(os.environ.get("NONSITE_MEDIA", "")))
     parser.add_argument("--config", type=Path, default=PROJECT / "configs")
@@ -180,30 +184,38 @@ def main(argv=None) -> int:
 
     need = TARGET_CAMERAS / TARGET_INTERVAL_S
     naive_times: list[float] = []
-    runs: dict[int, list[tuple[float, object, int]]] = {w: [] for w in args.workers}
+    variants = [(w, p) for w in args.workers for p in args.plates]
+    runs: dict[tuple[int, str], list[tuple]] = {v: [] for v in variants}
     for round_number in range(1, args.rounds + 1):  # interleaved, best of each: the machine may be shared
         naive_s, naive_frames = run_naive(args.weights, cameras, steps)
         naive_times.append(naive_s)
         line = f"round {round_number}: naive {naive_frames / naive_s:.1f}"
-        for workers in args.workers:
-            runs[workers].append(run_pipeline(args.weights, cameras, steps, args.config, args.batch, workers))
-            line += f", pipeline x{workers} {runs[workers][-1][1].frames / runs[workers][-1][0]:.1f}"
+        for workers, plates in variants:
+            run = run_pipeline(args.weights, cameras, steps, args.config, args.batch, workers, plates == "on")
+            runs[(workers, plates)].append(run)
+            line += f", pipeline x{workers} plates {plates} {run[1].frames / run[0]:.1f}"
         print(line + " camera-frames/s")
     naive_rate = naive_frames / min(naive_times)
     print(f"(a) naive model.predict per frame:  {naive_frames} frames in {min(naive_times):.1f} s = "
           f"{naive_rate:.1f} camera-frames/s")
     results = []
-    for workers in args.workers:
-        pipe_s, stats, events = min(runs[workers], key=lambda run: run[0])
+    for workers, plates in variants:
+        pipe_s, stats, events, plate_stats = min(runs[(workers, plates)], key=lambda run: run[0])
         pipe_rate = stats.frames / pipe_s
         ratio = pipe_rate / naive_rate
-        print(f"(b) pipeline, {workers} model worker{'s' if workers > 1 else ' '}:     {stats.frames} frames in "
-              f"{pipe_s:.1f} s = {pipe_rate:.1f} camera-frames/s (inferred {stats.inferred} = "
-              f"{stats.inferred / stats.frames:.0%}, {stats.model_calls} model calls, {events} events)")
+        print(f"(b) pipeline, {workers} model worker{'s' if workers > 1 else ' '}, plates {plates}: {stats.frames} "
+              f"frames in {pipe_s:.1f} s = {pipe_rate:.1f} camera-frames/s, {1000 * pipe_s / stats.frames:.1f} ms a "
+              f"frame (inferred {stats.inferred} = {stats.inferred / stats.frames:.0%}, {stats.model_calls} model "
+              f"calls, {events} events)")
+        if plate_stats is not None:
+            print(f"    plate stage: {plate_stats.reads} reads ({plate_stats.found} found a plate) in "
+                  f"{plate_stats.seconds:.1f} s")
         print(f"    ratio pipeline/naive: {ratio:.2f}x (goal >= 4x); 150 cameras every 2 s need {need:.0f} "
               f"camera-frames/s: {'keeps up' if pipe_rate >= need else 'does NOT keep up'} "
               f"({pipe_rate / need:.2f}x of the need)")
-        results.append({"workers": workers, "pipeline_fps": round(pipe_rate, 2), "ratio": round(ratio, 2),
+        results.append({"workers": workers, "plates": plates, "pipeline_fps": round(pipe_rate, 2),
+                        "ms_per_frame": round(1000 * pipe_s / stats.frames, 2), "ratio": round(ratio, 2),
+                        "plate_reads": plate_stats.reads if plate_stats else 0,
                         "inferred_fraction": round(stats.inferred / stats.frames, 3),
                         "model_calls": stats.model_calls, "events": events})
     if args.json:

@@ -62,4 +62,4 @@ TaskStatus = Literal["assigned", "accepted", "superseded", "done"]
 AlertKind = Literal["new_incident", "escalated", "no_officer", "camera_offline", "camera_online", "reopened",
                     "refused"]
 Severity = Literal["info", "warning", "critical"]
-EvidenceKind = Literal["annotated", "clean", "first_seen", "officer_photo"]
+EvidenceKind = Literal["annotated", "clean", "first_seen", "officer_photo", "plate"]

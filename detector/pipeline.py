@@ -1,4 +1,5 @@
-"""The detector's stage chain: frame -> motion gate -> batched inference -> tracking -> rules -> evidence -> events.
+"""The detector's stage chain: frame -> motion gate -> batched inference -> tracking -> rules -> plates -> evidence
+-> events.
 
 One :class:`Pipeline` serves every camera of a process.  :meth:`Pipeline.process` takes a batch of
 frames (any cameras, each with its own timestamp), runs the model once on the frames that need it,
@@ -30,6 +31,8 @@ from detector.annotate import Drawn, annotate, caption, encode_jpeg
 from detector.background import StaticForeground
 from detector.inference import DetectedObject, Timer, report_missing_classes
 from detector.motion import GateDecision, MotionGate, thumbnail
+from detector.plates.reader import PlateReader
+from detector.plates.stage import PlateStage
 from detector.rules import ANYWHERE, CameraRules, ViolationEvent
 from detector.rules import Frame as RuleFrame
 from detector.tracking import CameraTracker, Track
@@ -90,7 +93,9 @@ class Pipeline:
 
     def __init__(self, cameras: Iterable[Camera], scenarios: Sequence[Scenario], settings: DetectorSettings,
                  detector: ObjectDetector, evidence: Optional[EvidenceStore] = None,
-                 report_missing: bool = True):
+                 report_missing: bool = True, plate_reader: Optional[PlateReader] = None):
+        """``plate_reader`` replaces the default :class:`PlateReader` of the plate stage, which runs
+        when ``settings.plates.enabled`` and some camera watches a vehicle scenario."""
         self.settings = settings
         self.detector = detector
         self.evidence = evidence
@@ -101,6 +106,11 @@ class Pipeline:
         for camera in cameras:
             self.cameras[camera.id] = self._camera_state(camera, scenarios, model_classes)
         watched = {s.id: s for state in self.cameras.values() for s in state.rules.scenarios}
+        self.plates: Optional[PlateStage] = None
+        if settings.plates.enabled:
+            stage = PlateStage(settings.plates, plate_reader)
+            if any(stage.applies_to(s) for s in watched.values()):
+                self.plates = stage
         self.missing_class_lines = report_missing_classes([watched[k] for k in sorted(watched)], model_classes) \
             if report_missing else []
 
@@ -180,7 +190,14 @@ class Pipeline:
         state.seen = seen
         alive = state.tracker.alive + (state.static_tracker.alive if state.static_tracker else [])
         events = state.rules.step(RuleFrame(now, seen, alive, shape))
-        return [self._record(state, frame, event) for event in events]
+        if self.plates is None:
+            return [self._record(state, frame, event) for event in events]
+        if found is not None:  # a frame the gate skipped shows what was already read
+            self.plates.step(camera_id, frame.image, now, state.rules.holding(now))
+        records = [self._record(state, frame, event) for event in events]
+        keep = {t.track_id for t in state.tracker.alive} | {v.track.track_id for v in state.rules.pending()}
+        self.plates.forget(camera_id, keep, [e.violation.violation_id for e in events if e.kind == "end"])
+        return records
 
     def _static_objects(self, state: CameraState, frame: FrameLike, small: Optional[np.ndarray],
                         learn: bool) -> list[Track]:
@@ -214,14 +231,22 @@ class Pipeline:
         if event.kind == "start" and self.evidence is not None:
             evidence = self._store_evidence(state, frame, event)
         track = violation.track
+        plate = None
+        if self.plates is not None and self.plates.applies_to(violation.scenario):
+            voted = self.plates.plate(state.camera.id, track.track_id)
+            plate = voted.plate if voted is not None else None
+            crop = self.plates.picture(state.camera.id, violation) if self.evidence is not None else None
+            if crop is not None:
+                evidence.append(self.evidence.put(encode_jpeg(crop), "plate"))
         log.info("violation " + event.kind, camera=state.camera.id, scenario=violation.scenario.id,
-                 zone=violation.zone_id, track=track.track_id, object=track.class_name, dwell_s=event.dwell_s)
+                 zone=violation.zone_id, track=track.track_id, object=track.class_name, dwell_s=event.dwell_s,
+                 plate=plate)
         return Detection(event_id=new_id(), kind=event.kind, violation_id=violation.violation_id,
                          camera_id=state.camera.id, scenario=violation.scenario.id, zone_id=violation.zone_id,
                          object_class=track.class_name, track_id=track.track_id,
                          confidence=round(float(event.confidence), 4), bbox=[round(v, 5) for v in event.xyxy],
                          first_seen=to_iso(track.first_seen), observed_at=to_iso(event.observed_at),
-                         dwell_s=float(event.dwell_s), evidence=evidence)
+                         dwell_s=float(event.dwell_s), evidence=evidence, plate=plate)
 
     def _store_evidence(self, state: CameraState, frame: FrameLike, event: ViolationEvent) -> list[Evidence]:
         assert self.evidence is not None

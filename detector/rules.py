@@ -148,6 +148,14 @@ class CameraRules:
     def open_violations(self) -> list[Violation]:
         return [v for v in self._open.values() if v.started]
 
+    def pending(self) -> list[Violation]:
+        """Every open violation, started or still counting its dwell."""
+        return list(self._open.values())
+
+    def holding(self, now: float) -> list[Violation]:
+        """Open violations whose condition holds at ``now`` (object seen in its zone): their dwell counts."""
+        return [v for v in self._open.values() if v.last_true == now]
+
     # ------------------------------------------------------------------ internals
     def _observe(self, scenario: Scenario, track: Track, frame: Frame) -> None:
         key = (scenario.id, track.track_id)

@@ -3,9 +3,10 @@
 Example::
 
     >>> vote = PlateVote()
-    >>> vote.add(PlateRead("皖A12345", 0.95, (0, 0, 120, 40)))
-    >>> vote.add(PlateRead("皖A12346", 0.90, (0, 0, 60, 20)))
-    >>> vote.add(PlateRead("皖A12345", 0.97, (0, 0, 100, 34)))
+    >>> round(vote.add(PlateRead("皖A12345", 0.95, (0, 0, 120, 40))), 1)  # its weight: confidence x sqrt(area)
+    65.8
+    >>> _ = vote.add(PlateRead("皖A12346", 0.90, (0, 0, 60, 20)))
+    >>> _ = vote.add(PlateRead("皖A12345", 0.97, (0, 0, 100, 34)))
     >>> vote.result()
     VotedPlate(plate='皖A12345', confidence=0.7651, reads=2, frames=3)
 """
@@ -68,14 +69,18 @@ class PlateVote:
     confidences: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     frames: int = 0
 
-    def add(self, read: Optional[PlateRead], image: Optional[np.ndarray] = None) -> None:
-        """One frame's best read of the track (None: the frame gave none); ``image`` adds sharpness."""
+    def add(self, read: Optional[PlateRead], image: Optional[np.ndarray] = None) -> float:
+        """One frame's best read of the track (None: the frame gave none); ``image`` adds sharpness.
+
+        Returns the read's weight in the vote (0 for None)."""
         if read is None:
-            return
+            return 0.0
         self.frames += 1
         sharp = sharpness(image, read.box) if image is not None else 1.0
-        self.weights[read.plate] += weight(read, sharp)
+        vote = weight(read, sharp)
+        self.weights[read.plate] += vote
         self.confidences[read.plate].append(read.confidence)
+        return vote
 
     def result(self) -> Optional[VotedPlate]:
         if not self.weights:

@@ -25,15 +25,15 @@ from nonsite.config.city_files import (Camera, CamerasFile, Credentials, GeoPoin
                                        Scenario, ScenariosFile, Shift, Team, User, Zone)
 from nonsite.config.common import DAYS, ZONE_KINDS, ConfigError, Identifier, Role, RuleKind, Strict, ZoneKind
 from nonsite.config.loading import FILES, default_config_dir, load_city
-from nonsite.config.system import (CitySettings, DetectorSettings, KafkaSettings, MotionSettings, StreamSettings,
-                                   SystemFile, Topics, WebSettings)
+from nonsite.config.system import (CitySettings, DetectorSettings, KafkaSettings, MotionSettings, PlateSettings,
+                                   StreamSettings, SystemFile, Topics, WebSettings)
 
 __all__ = [
     "City", "load_city", "default_config_dir", "ConfigError", "FILES",
     "Camera", "CamerasFile", "GeoPoint", "Location", "Zone",
     "Scenario", "ScenariosFile",
     "Shift", "Credentials", "Officer", "User", "Team", "Grid", "GridsFile",
-    "SystemFile", "CitySettings", "KafkaSettings", "Topics", "DetectorSettings", "MotionSettings", "StreamSettings",
-    "WebSettings",
+    "SystemFile", "CitySettings", "KafkaSettings", "Topics", "DetectorSettings", "MotionSettings", "PlateSettings",
+    "StreamSettings", "WebSettings",
     "ZONE_KINDS", "ZoneKind", "RuleKind", "Role", "Identifier", "DAYS", "Strict",
 ]

@@ -47,6 +47,17 @@ class MotionSettings(Strict):
     recheck_s: float = Field(default=10.0, gt=0)  # infer at least this often even without motion
 
 
+class PlateSettings(Strict):
+    """The detector's plate stage (docs/plates.md): reads vehicles' plates in vehicle scenarios' zones."""
+
+    enabled: bool = True
+    interval_s: float = Field(default=2.0, gt=0)  # at most one read per vehicle track this often
+    confident_reads: int = Field(default=3, ge=1)  # reads agreeing on the voted plate before reading stops
+    max_reads: int = Field(default=30, ge=1)  # reads of one track at most (a plate never readable)
+    # a scenario is a vehicle scenario when all its classes are among these
+    vehicle_classes: list[str] = Field(default=["car", "motorcycle", "bus", "truck"], min_length=1)
+
+
 class DetectorSettings(Strict):
     weights: str = "yolov8n.pt"
     imgsz: int = Field(default=640, ge=32)
@@ -56,6 +67,7 @@ class DetectorSettings(Strict):
     tracker: str = "bytetrack.yaml"
     min_confidence: float = Field(default=0.25, gt=0, le=1)
     motion: MotionSettings = MotionSettings()
+    plates: PlateSettings = PlateSettings()
     lost_after_s: float = Field(default=10.0, gt=0)  # a track unseen this long has ended
     update_interval_s: float = Field(default=60.0, gt=0)
     status_interval_s: float = Field(default=30.0, gt=0)

@@ -43,7 +43,8 @@ def detection(**fields) -> bytes:
     ({"evidence": [{"kind": "annotated", "sha256": "xyz", "uri": "u"}]},
      "Detection.evidence[0].sha256: expected a sha256"),
     ({"evidence": [{"kind": "selfie", "sha256": "a" * 64, "uri": "u"}]},
-     "Detection.evidence[0].kind: invalid enum value 'selfie' (one of annotated, clean, first_seen, officer_photo)"),
+     ("Detection.evidence[0].kind: invalid enum value 'selfie' "
+      "(one of annotated, clean, first_seen, officer_photo, plate)")),
     ({"observed_at": "2026-13-45T00:00:00Z"}, "Detection.observed_at: not a UTC ISO-8601 timestamp"),
     ({"x": json.loads(deep(17))}, "Detection: JSON nested deeper than 16"),
     ({"pad": "p" * 70_000}, "Detection: message of 70"),
