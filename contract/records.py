@@ -165,6 +165,7 @@ class Incident(Record):
     task_id: Optional[Id] = None
     deadline: Optional[Timestamp] = None
     reopen_count: Count = 0
+    plate: Optional[Plate] = None  # the vehicle's plate, once the detector has read it
     schema_version: int = SCHEMA_VERSION
 
 
