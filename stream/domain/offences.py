@@ -19,21 +19,25 @@ from typing import Callable, Optional
 DAY_S = 86_400.0
 
 
+def plate_key(plate: str) -> str:
+    return f"plate:{plate}"
+
+
 def offender_keys(camera_id: str, zone_id: str, plate: Optional[str], shop_id: Optional[str]) -> list[str]:
     keys = [f"site:{camera_id}/{zone_id}"]
     if plate:
-        keys.append(f"plate:{plate}")
+        keys.append(plate_key(plate))
     if shop_id:
         keys.append(f"shop:{shop_id}")
     return keys
 
 
 def prior_offences(history_of: Callable[[str], Optional[list]], keys: list[str], now: float,
-                   window_days: int) -> int:
-    """Distinct earlier incidents under any of ``keys`` within the window before ``now``."""
+                   window_days: int, exclude: Optional[str] = None) -> int:
+    """Distinct earlier incidents (other than ``exclude``) under any of ``keys`` within the window before ``now``."""
     since = now - window_days * DAY_S
     incidents = {entry[1] for key in keys for entry in (history_of(key) or []) if since <= entry[0] <= now}
-    return len(incidents)
+    return len(incidents - {exclude})
 
 
 def record_offence(history: Optional[list], incident_id: str, at: float, window_days: int) -> list:

@@ -6,6 +6,7 @@ import json
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from nonsite.config import Shift, load_city
@@ -531,3 +532,42 @@ def test_an_input_the_engine_cannot_apply_is_dead_lettered_and_the_rest_applies(
     assert engine.position(0) == 0  # the message is applied: the worker skips it if delivered again
     again = engine.handle_batch_isolated([good[0]], at=(0, 1), cases_topic="cases")
     assert again.skipped == 1 and not again.incidents  # intake forwarding it again changes nothing
+
+
+# ------------------------------------------------------------------ plates: per vehicle, across spots
+def parked(camera: str, at: float, plate=None, violation="v", kind="start"):
+    """A car on camera's whole frame (cam-01 and cam-02 are in one district but not neighbours)."""
+    d = detection(camera=camera, zone="", violation=violation, at=at, kind=kind, scenario="sidewalk_parking",
+                  plate=plate)
+    return msgspec.structs.replace(d, first_seen=to_iso(at))
+
+
+def test_a_vehicle_parked_again_at_another_camera_is_not_a_first_offence(city):
+    h = Harness(city)
+    [first] = h.feed("detections", parked("cam-01", T0, plate="川A12345")).incidents.values()
+    assert first.first_offence and first.plate == "川A12345"
+    later = T0 + 3 * 86400  # days later, another camera: the dedup window is long past
+    [second] = h.feed("detections", parked("cam-02", later, plate="川A12345", violation="w")).incidents.values()
+    assert second.incident_id != first.incident_id
+    assert not second.first_offence and second.prior_offences == 1
+
+
+def test_another_camera_seeing_the_same_plate_joins_its_open_case(city):
+    h = Harness(city)
+    [first] = h.feed("detections", parked("cam-01", T0, plate="川A12345")).incidents.values()
+    out = h.feed("detections", parked("cam-02", T0 + 30, plate="川A12345", violation="w"))
+    assert list(out.incidents) == [first.incident_id] and out.incidents[first.incident_id].detections == 2
+
+
+def test_a_plate_read_after_the_start_joins_the_case_and_its_history(city):
+    h = Harness(city)
+    h.feed("detections", parked("cam-02", T0, plate="川A12345", violation="w"))
+    later = T0 + 3 * 86400
+    [case] = h.feed("detections", parked("cam-01", later)).incidents.values()
+    assert case.first_offence and case.plate is None  # the plate is not known yet
+    plate_picture = Evidence(kind="plate", sha256="e" * 64, uri="file:///plate")
+    update = parked("cam-01", later + 10, plate="川A12345", kind="update")
+    update = msgspec.structs.replace(update, evidence=[plate_picture], confidence=0.5)  # less sure: the scene stays
+    [case] = h.feed("detections", update).incidents.values()
+    assert case.plate == "川A12345" and not case.first_offence and case.prior_offences == 1
+    assert [e["kind"] for e in case.evidence] == ["annotated", "plate"]

@@ -13,8 +13,21 @@ from stream.domain.engine.steps import SYSTEM
 from stream.domain.engine.timers import Timers
 from stream.domain.engine.timeutil import epoch_of_new, iso_of, later_iso, to_epoch
 from stream.domain.intake import Envelope
-from stream.domain.offences import offender_keys, prior_offences, record_offence
+from stream.domain.offences import offender_keys, plate_key, prior_offences, record_offence
 from stream.domain.verify import Presence, observe_detection
+
+
+def merged_evidence(held: list[dict], new: list[dict], better: bool) -> list[dict]:
+    """The case's evidence after a detection brought ``new``: a kind the case lacks is added (a plate
+    picture read after the start); a kind it has is replaced only by a ``better`` (more confident) sighting.
+
+    >>> merged_evidence([{"kind": "annotated", "sha256": "a"}], [{"kind": "plate", "sha256": "p"}], better=False)
+    [{'kind': 'annotated', 'sha256': 'a'}, {'kind': 'plate', 'sha256': 'p'}]
+    """
+    incoming = {e["kind"]: e for e in new}
+    kept = [incoming.pop(e["kind"]) if better and e["kind"] in incoming else e for e in held]
+    held_kinds = {e["kind"] for e in held}
+    return kept + [e for kind, e in incoming.items() if kind not in held_kinds]
 
 
 class DetectionRules(Timers):
@@ -37,7 +50,7 @@ class DetectionRules(Timers):
                 return
             match = match_detection(d.scenario, d.camera_id, d.zone_id, first, now, self.map, self._site_case,
                                     self.settings.dedup_window_s)
-            case = self.load(match.incident_id)
+            case = self.load(match.incident_id) or self._case_of_plate(d, first)
             recurrence_of = match.recurrence_of
         if case is None:
             case = self._new_case(env, d, now, recurrence_of, out)
@@ -58,9 +71,12 @@ class DetectionRules(Timers):
             inc["cameras"] = inc["cameras"] + [d.camera_id]
         if not known and d.violation_id not in inc["violation_ids"]:
             inc["violation_ids"] = inc["violation_ids"] + [d.violation_id]
-        if d.evidence and d.confidence > case.best_confidence:
-            case.best_confidence = d.confidence
-            inc["evidence"] = [_plain(e) for e in d.evidence]
+        if d.evidence:
+            better = d.confidence > case.best_confidence
+            case.best_confidence = max(case.best_confidence, d.confidence)
+            inc["evidence"] = merged_evidence(inc["evidence"], [_plain(e) for e in d.evidence], better)
+        if d.plate and not inc.get("plate"):
+            self._learn_plate(case, d.plate, now)
         case.presence = observe_detection(case.presence, spot(d.camera_id, d.zone_id), d.violation_id, d.kind, now)
         if not known:
             self.tables.violation_cases[d.violation_id] = case.id
@@ -85,7 +101,7 @@ class DetectionRules(Timers):
                             updated_at=d.observed_at, detections=0, cameras=[], violation_ids=[],
                             lat=anchor.lat, lon=anchor.lon, address=camera.location.address,
                             priority=scenario.priority if scenario else 3, first_offence=prior == 0,
-                            prior_offences=prior, recurrence_of=recurrence_of)
+                            prior_offences=prior, recurrence_of=recurrence_of, plate=d.plate)
         case = Case(incident=incident.asdict_deep(), file=CaseFile(incident_id=incident_id), presence=Presence(),
                     district=env.district, filed_at=now, deadline=deadline_of(now, scenario),
                     offender_keys=keys)
@@ -103,6 +119,30 @@ class DetectionRules(Timers):
                     case, suffix="new")
         self._dispatch(case, now, env.source, out)
         self._count(case, now, "filed")
+        return case
+
+    def _learn_plate(self, case: Case, plate: str, now: float) -> None:
+        """The detector read the vehicle's plate after the case was filed: the case is now the plate's
+        offence too, and the plate's earlier offences count (首违不罚 is per vehicle, across all spots)."""
+        inc, key = case.incident, plate_key(plate)
+        inc["plate"] = plate
+        window = self.settings.first_offence_window_days
+        case.offender_keys = case.offender_keys + [key]
+        prior = prior_offences(self.tables.offence_history.get, case.offender_keys, now, window, exclude=case.id)
+        self.tables.offence_history[key] = record_offence(self.tables.offence_history.get(key), case.id, now, window)
+        inc["prior_offences"] = max(inc.get("prior_offences", 0), prior)
+        inc["first_offence"] = inc["prior_offences"] == 0
+
+    def _case_of_plate(self, d: Detection, first: float) -> Optional[Case]:
+        """The open case of the same vehicle (same plate, same scenario) seen within the dedup window:
+        another camera's view of it."""
+        if not d.plate:
+            return None
+        history = self.tables.offence_history.get(plate_key(d.plate)) or []
+        case = self.load(history[-1][1]) if history else None
+        if (case is None or not case.file.is_open or case.incident["scenario"] != d.scenario
+                or first > to_epoch(case.incident["last_seen"]) + self.settings.dedup_window_s):
+            return None
         return case
 
     def _site_case(self, key: str) -> Optional[SiteCase]:
