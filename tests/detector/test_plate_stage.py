@@ -201,3 +201,30 @@ def test_missing_plate_models_leave_detections_without_plates(tmp_path):
 def test_docstring_examples_hold(name):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_the_same_car_parked_at_another_camera_days_later_is_no_first_offence(city, detector, reader, media_dir,
+                                                                             tmp_path):
+    """Real media through the detector and the case engine: the clip's black car parks at cam-01, and again
+    at cam-02 three days later; the second case is filed with its plate as a repeat offence (首违不罚 is
+    counted per vehicle, across spots)."""
+    from stream.domain.dedup import CityMap
+    from stream.domain.engine import Engine, Tables
+    from stream.domain.intake import admit
+
+    engine, city_map = Engine(city, Tables.in_memory(), CityMap.build(city)), CityMap.build(city)
+    incidents = {}
+    for offset, (camera_id, zone_id, day) in enumerate([("cam-01", "z-road", 0), ("cam-02", "z-side-walk", 3)]):
+        spot = Camera(id=camera_id, name=camera_id, source="x", location={"lat": 39.9, "lon": 116.4}, grid="G01",
+                      sample_interval_s=0.5, zones=[{"id": zone_id, "kind": "sidewalk", "polygon": BLACK_CAR}])
+        pipeline = Pipeline([spot], parking(city, 5.0), city.detector, detector, EvidenceStore(tmp_path / "ev"),
+                            report_missing=False, plate_reader=reader)
+        frames = iter_file_frames(media_dir / CLIP, 0.5, start_epoch=EPOCH + day * 86400, camera_id=camera_id)
+        start = next(e for e in run_offline(pipeline, frames) if e.kind == "start" and e.plate)
+        envelope = admit("detections", start.to_json(), "nonsite.detections", 0, offset, city_map)
+        incidents.update(engine.handle(envelope).incidents)
+    first, second = sorted(incidents.values(), key=lambda i: i["first_seen"])
+    assert first["plate"] == second["plate"] == "京CKR023"
+    assert first["first_offence"] and not second["first_offence"] and second["prior_offences"] == 1
