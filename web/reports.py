@@ -5,6 +5,8 @@ Definitions (per case = incident, counted on the local day it was first seen):
 * filed — every incident; false alarm — ended REJECTED; due (应结案数) — filed minus false alarms
 * closed (结案) — reached CLOSED / VERIFIED / SELF_CORRECTED; on time (按期) — closed by its deadline
 * rework (返工) — reopened at least once after a resolve the camera did not confirm
+* repeat offender — a plate (counted by its key, :func:`nonsite.privacy.plate_key`: the report data never
+  holds a plate's text) with at least 2 cases in the period
 * closure rate = closed / due; on-time rate = on time / due; rework rate = reworked / due;
   false-alarm rate = false alarms / filed; mean time to close = mean(closed − dispatched) in minutes
 
@@ -27,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from contract import parse_iso
 from nonsite.config import City
+from nonsite.privacy import plate_key
 from nonsite.statistics import mean_minutes, ratio
 from web.readmodel import CLOSED_STATES, ReadModel, norm_state
 
@@ -48,6 +51,7 @@ class CaseFacts:
     closed_at: Optional[datetime]
     rejected: bool
     reworked: bool
+    plate_key: Optional[str] = None  # the keyed hash of the vehicle's plate, never the plate itself
 
     def key(self, by: str) -> str:
         return {"scenario": self.scenario, "grid": self.grid, "officer": self.officer, "camera": self.camera}[by]
@@ -129,7 +133,7 @@ def case_facts(city: City, model: ReadModel) -> list[CaseFacts]:
         facts.append(CaseFacts(incident.incident_id, incident.scenario, incident.grid_id, officer,
                                incident.camera_id, filed_at, min(dispatched) if dispatched else filed_at,
                                deadline_at, closed_at if state != "REJECTED" else None, state == "REJECTED",
-                               reworked))
+                               reworked, plate_key(incident.plate) if incident.plate else None))
     return facts
 
 
@@ -211,6 +215,32 @@ def ranking(rows: list[Figures], min_sample: int) -> Ranking:
                                       f.mean_minutes_to_close if f.mean_minutes_to_close is not None else 1e9))
     result.unranked.sort(key=lambda f: -f.due)
     return result
+
+
+@dataclass
+class RepeatOffender:
+    plate_key: str
+    incidents: int
+    scenarios: list[str]
+    first_seen: datetime
+    last_seen: datetime
+
+    def as_dict(self) -> dict:
+        return {"plate_key": self.plate_key, "incidents": self.incidents, "scenarios": self.scenarios,
+                "first_seen": self.first_seen.isoformat(), "last_seen": self.last_seen.isoformat()}
+
+
+def repeat_offenders(facts: Iterable[CaseFacts], min_incidents: int = 2) -> list[RepeatOffender]:
+    """Plates (by key) with at least ``min_incidents`` cases, most cases first; false alarms do not count."""
+    by_key: dict[str, list[CaseFacts]] = {}
+    for case in facts:
+        if case.plate_key and not case.rejected:
+            by_key.setdefault(case.plate_key, []).append(case)
+    rows = [RepeatOffender(key, len(cases), sorted({c.scenario for c in cases}),
+                           min(c.filed_at for c in cases), max(c.filed_at for c in cases))
+            for key, cases in by_key.items() if len(cases) >= min_incidents]
+    rows.sort(key=lambda r: (-r.incidents, -r.last_seen.timestamp(), r.plate_key))
+    return rows
 
 
 CSV_COLUMNS = ("group", "label", "filed", "due", "closed", "on_time", "reworked", "false_alarms", "closure_rate",

@@ -56,6 +56,7 @@ def incident_view(city: City, model: ReadModel, incident: Incident) -> dict[str,
         "scenario": incident.scenario,
         "scenario_zh": scenario.label_zh if scenario else incident.scenario,
         "scenario_en": scenario.label_en if scenario else incident.scenario,
+        "plate": incident.plate,  # personal data: the wall and the officer's tasks only, never a report
         "camera_id": incident.camera_id,
         "camera_name": camera.name if camera else incident.camera_id,
         "address": incident.address or (camera.location.address if camera else ""),

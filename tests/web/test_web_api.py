@@ -171,6 +171,19 @@ def test_officer_sees_only_own_tasks_most_urgent_first(web: WebHarness) -> None:
     assert ids.index(urgent_task.task_id) < ids.index(newest_task.task_id) < ids.index(older_task.task_id)
 
 
+def test_the_plate_shows_on_the_officers_task_and_the_wall(web: WebHarness) -> None:
+    case, task = dispatched_case(web, "O102", scenario="sidewalk_parking", plate="京A88731")
+    unread, unread_task = dispatched_case(web, "O102", scenario="sidewalk_parking")
+    officer = web.client("lina")
+    tasks = {t["task_id"]: t for t in officer.get("/api/my/tasks").json()}
+    assert tasks[task.task_id]["plate"] == "京A88731" and tasks[unread_task.task_id]["plate"] is None
+    assert officer.get(f"/api/tasks/{task.task_id}").json()["plate"] == "京A88731"
+    ops = web.client("ops")
+    wall = {i["incident_id"]: i for i in ops.get("/api/incidents").json()}
+    assert wall[case.incident_id]["plate"] == "京A88731" and wall[unread.incident_id]["plate"] is None
+    assert ops.get(f"/api/incidents/{case.incident_id}").json()["plate"] == "京A88731"
+
+
 def test_an_officer_cannot_read_or_act_on_another_officers_task(web: WebHarness) -> None:
     evidence = stored_evidence(web, "other")
     case, task = dispatched_case(web, "O201", camera_id="cam-03", grid_id="G02", evidence=[evidence])

@@ -87,7 +87,7 @@ def test_wall_shows_a_new_incident_from_kafka_and_reassigns(web: WebHarness, bro
                  deadline=now - timedelta(minutes=5)),
         incident(camera_id="cam-02", scenario="sidewalk_parking", state="ACCEPTED", officer_id="O102",
                  evidence=[stored_evidence(web, "car")], first_seen=now - timedelta(minutes=8),
-                 deadline=now + timedelta(minutes=22)),
+                 deadline=now + timedelta(minutes=22), plate="京A88731"),
         incident(camera_id="cam-04", scenario="road_occupation", grid_id="G02", state="ESCALATED",
                  officer_id="O202", evidence=[stored_evidence(web, "stall")], first_seen=now - timedelta(hours=2)),
     ]
@@ -98,6 +98,7 @@ def test_wall_shows_a_new_incident_from_kafka_and_reassigns(web: WebHarness, bro
     assert page.url.endswith("/wall")
     page.wait_for_selector("#conn:has-text('live')")
     page.wait_for_selector(f"article[data-id='{backdrop[2].incident_id}']")
+    assert page.inner_text(f"article[data-id='{backdrop[1].incident_id}'] .plate") == "京A88731"
 
     case = incident(camera_id="cam-01", scenario="stray_dog", officer_id="O101",
                     evidence=[stored_evidence(web, "dog")], first_seen=datetime.now(timezone.utc))
@@ -141,7 +142,7 @@ def test_wall_shows_a_new_incident_from_kafka_and_reassigns(web: WebHarness, bro
 def test_officer_resolves_a_task_with_a_photo(web: WebHarness, browser, shots: Path) -> None:
     other, other_task = dispatched_case(web, "O201", camera_id="cam-03", grid_id="G02")
     older, older_task = dispatched_case(web, "O101", scenario="sidewalk_parking", camera_id="cam-02",
-                               evidence=[stored_evidence(web, "car")],
+                               evidence=[stored_evidence(web, "car")], plate="沪B12345",
                                first_seen=datetime.now(timezone.utc) - timedelta(minutes=20))
     case, task = dispatched_case(web, "O101", evidence=[stored_evidence(web, "dog")], first_offence=True,
                                  state="ARRIVED")
@@ -151,6 +152,7 @@ def test_officer_resolves_a_task_with_a_photo(web: WebHarness, browser, shots: P
     assert page.locator(f"article[data-task='{other_task.task_id}']").count() == 0
     order = page.locator("article[data-task]").evaluate_all("cards => cards.map(c => c.dataset.task)")
     assert order.index(task.task_id) < order.index(older_task.task_id)
+    assert page.inner_text(f"article[data-task='{older_task.task_id}'] .plate") == "沪B12345"
     save_screenshot(page, shots, "officer-tasks")
 
     page.click(f"article[data-task='{task.task_id}'] a")
@@ -193,6 +195,7 @@ def test_report_page_shows_the_scripted_closure_rate(web: WebHarness, browser, s
     page.wait_for_selector("#min-sample:has-text('10')")
     assert "O101" not in page.inner_text("#ranking")  # nobody ranked on a handful of cases
     assert "张伟 Zhang Wei (5)" in page.inner_text("#unranked")
+    page.wait_for_selector("#repeat th")  # the repeat-offenders table (no plated cases in October)
     csv_href = page.get_attribute("#csv", "href")
     assert csv_href.startswith("/api/reports/summary.csv?from=2026-10-01&to=2026-10-31")
     save_screenshot(page, shots, "reports", full_page=True)

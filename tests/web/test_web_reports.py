@@ -6,16 +6,38 @@ import io
 
 import pytest
 
-from web_harness import SCRIPT, WebHarness, expected_figures, publish_script, start_web
+from datetime import datetime, timedelta, timezone
+
+from contract import new_id
+from nonsite.privacy import plate_key
+from web_harness import SCRIPT, WebHarness, expected_figures, incident, publish_script, start_web, task_for
 
 pytestmark = [pytest.mark.kafka]
 OCTOBER = {"from": "2026-10-01", "to": "2026-10-31"}
+AUGUST = {"from": "2026-08-01", "to": "2026-08-31"}
+# plated cases in August 2026 (away from the scripted October): plate, scenario, day, state
+PLATED = [("京A88731", "sidewalk_parking", 3, "CLOSED"), ("京A88731", "sidewalk_parking", 9, "DISPATCHED"),
+          ("京A88731", "stray_dog", 20, "CLOSED"), ("沪B12345", "sidewalk_parking", 4, "CLOSED"),
+          ("粤C99999", "sidewalk_parking", 5, "REJECTED"), ("粤C99999", "sidewalk_parking", 6, "CLOSED")]
+PLATES = sorted({p for p, *_ in PLATED})
+
+
+def publish_plated(harness: WebHarness) -> None:
+    for index, (plate, scenario, day, state) in enumerate(PLATED):
+        seen = datetime(2026, 8, day, 2, index, tzinfo=timezone.utc)
+        record = incident(camera_id="cam-03", scenario=scenario, grid_id="G02", state=state, first_seen=seen,
+                          officer_id="O201", task_id=new_id(), updated_at=seen + timedelta(minutes=20), plate=plate)
+        harness.publish("incidents", record)
+        harness.publish("tasks", task_for(record, "O201"))
+    model = harness.app.state.model
+    harness.wait_for(lambda: len(model.tasks) >= len(SCRIPT) + len(PLATED), what="plated cases in the read model")
 
 
 @pytest.fixture(scope="module")
 def web(kafka_bootstrap: str, city, tmp_path_factory) -> WebHarness:
     harness = start_web(city, kafka_bootstrap, tmp_path_factory.mktemp("evidence"))
     publish_script(harness)
+    publish_plated(harness)
     yield harness
     harness.stop()
 
@@ -82,3 +104,31 @@ def test_monthly_report(web: WebHarness) -> None:
     assert month["total"]["closure_rate"] == expected_figures(SCRIPT)["closure_rate"]
     assert {r["group"] for r in month["by_scenario"]} == {"stray_dog", "sidewalk_parking"}
     assert web.client("sup").get("/api/reports/monthly", params={"month": "2026-11"}).json()["total"]["filed"] == 0
+
+
+def test_repeat_offenders_are_counted_by_plate_key_never_by_plate(web: WebHarness) -> None:
+    answer = web.client("sup").get("/api/reports/repeat-offenders", params=AUGUST)
+    assert answer.status_code == 200
+    report = answer.json()
+    assert (report["from"], report["to"], report["min_incidents"]) == ("2026-08-01", "2026-08-31", 2)
+    # 粤C99999's false alarm does not count, so it has one case; 沪B12345 has one
+    assert [(r["plate_key"], r["incidents"], r["scenarios"]) for r in report["rows"]] == [
+        (plate_key("京A88731"), 3, ["sidewalk_parking", "stray_dog"])]
+    assert not any(plate in answer.text for plate in PLATES)
+    assert web.client("ops").get("/api/reports/repeat-offenders",
+                                 params={**AUGUST, "min_incidents": 3}).json()["rows"][0]["incidents"] == 3
+    assert web.client("sup").get("/api/reports/repeat-offenders", params=OCTOBER).json()["rows"] == []
+    assert web.client("zhangwei").get("/api/reports/repeat-offenders", params=AUGUST).status_code == 403
+
+
+def test_reports_and_exports_hold_no_plate_text(web: WebHarness) -> None:
+    client = web.client("sup")
+    bodies = [client.get(f"/api/reports/{path}", params={**AUGUST, "by": by}).text
+              for path in ("summary", "summary.csv") for by in ("scenario", "grid", "officer", "camera")]
+    bodies += [client.get("/api/reports/daily", params=AUGUST).text,
+               client.get("/api/reports/trend.svg", params=AUGUST).text,
+               client.get("/api/reports/ranking", params=AUGUST).text,
+               client.get("/api/reports/monthly", params={"month": "2026-08"}).text]
+    assert sum(r["filed"] for r in client.get("/api/reports/summary", params=AUGUST).json()["rows"]) == len(PLATED)
+    for body in bodies:
+        assert not any(plate in body for plate in PLATES)

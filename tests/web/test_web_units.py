@@ -220,3 +220,41 @@ def test_evidence_is_stored_and_found_by_sha256(tmp_path) -> None:
                                        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"), (b"%PDF-1.7", None)])
 def test_file_types_come_from_the_bytes(data: bytes, kind) -> None:
     assert uploads.sniff_type(data) == kind
+
+
+# ------------------------------------------------------------------ plates: personal data
+def test_plate_key_is_stable_and_keyed(monkeypatch) -> None:
+    import doctest
+
+    from nonsite import privacy
+
+    monkeypatch.setenv("NONSITE_PLATE_SECRET", "one-secret")
+    key = privacy.plate_key("京A88731")
+    assert key == privacy.plate_key("京A88731") and len(key) == 32 and int(key, 16) >= 0
+    assert key != privacy.plate_key("京A88732")
+    assert "京A88731" not in key and "88731" not in key
+    monkeypatch.setenv("NONSITE_PLATE_SECRET", "another-secret")
+    assert privacy.plate_key("京A88731") != key
+    monkeypatch.delenv("NONSITE_PLATE_SECRET")
+    assert privacy.plate_key("京A88731") == privacy.plate_key("京A88731", secret=privacy.DEVELOPMENT_SECRET)
+    assert doctest.testmod(privacy).failed == 0
+
+
+def test_repeat_offenders_count_by_key_and_keep_no_plate() -> None:
+    model = ReadModel()
+    plates = ["京A88731", "京A88731", "京A88731", "沪B12345", "粤C99999", "粤C99999"]
+    for index, plate in enumerate(plates):
+        record = msgspec.structs.replace(make_incident(incident_id=f"p{index}"), plate=plate,
+                                         state="REJECTED" if index == 5 else "DISPATCHED")
+        model.apply("incidents", record)
+    model.apply("incidents", make_incident(incident_id="no-plate"))
+
+    class City:  # what case_facts asks of the city
+        def scenario(self, _):
+            return None
+
+    facts = reports.case_facts(City(), model)
+    assert not any(plate in repr(facts) for plate in plates)
+    rows = reports.repeat_offenders(facts)
+    from nonsite.privacy import plate_key
+    assert [(r.plate_key, r.incidents, r.scenarios) for r in rows] == [(plate_key("京A88731"), 3, ["stray_dog"])]

@@ -12,7 +12,7 @@ from fastapi.responses import PlainTextResponse, Response
 from nonsite.config import City
 from web import reports
 from web.api.deps import city_of, model_of
-from web.api.schemas import Day, Monthly, Ranking, Summary
+from web.api.schemas import Day, Monthly, Ranking, RepeatOffenders, Summary
 from web.auth import Principal
 from web.security import REPORT_ROLES
 
@@ -100,6 +100,16 @@ async def ranking(request: Request, first: Optional[date] = FROM, last: Optional
     rows, _ = reports.summarise_for(city, _facts(request, period), by)
     needed = min_sample or city.web.min_sample_for_ranking
     return {**_span(period), "by": by, **reports.ranking(rows, needed).as_dict()}
+
+
+@router.get("/repeat-offenders", response_model=RepeatOffenders, response_model_exclude_unset=True,
+            summary="plates (by their key, never the text) with at least min_incidents cases in the period")
+async def repeat_offenders(request: Request, first: Optional[date] = FROM, last: Optional[date] = TO,
+                           min_incidents: int = Query(2, ge=2, le=1000),
+                           who: Principal = Depends(REPORT_ROLES)) -> dict:
+    period = _period(request, first, last)
+    rows = reports.repeat_offenders(_facts(request, period), min_incidents)
+    return {**_span(period), "min_incidents": min_incidents, "rows": [r.as_dict() for r in rows]}
 
 
 @router.get("/monthly", response_model=Monthly, response_model_exclude_unset=True,

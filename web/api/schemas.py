@@ -181,6 +181,7 @@ class IncidentView(Out):
     scenario: str = ""
     scenario_zh: str = ""
     scenario_en: str = ""
+    plate: Optional[str] = Field(None, description="the vehicle's plate once read (personal data), else null")
     camera_id: str = ""
     camera_name: str = ""
     address: str = ""
@@ -289,6 +290,19 @@ class Day(Out):
     closed: int
     on_time: int
     closure_rate: Optional[float] = None
+
+
+class RepeatOffender(Out):
+    plate_key: str = Field(description="HMAC of the plate (nonsite.privacy.plate_key), never the plate")
+    incidents: int
+    scenarios: list[str]
+    first_seen: str
+    last_seen: str
+
+
+class RepeatOffenders(Span):
+    min_incidents: int
+    rows: list[RepeatOffender]
 
 
 class Monthly(Out):

@@ -7,6 +7,7 @@ function taskCard(t) {
   return `<article class="card${t.active && (t.overdue || t.escalated || left.late) ? " urgent" : ""}" data-task="${esc(t.task_id)}">
     <a href="#task=${encodeURIComponent(t.task_id)}" style="color:inherit;text-decoration:none">${img}
     <div class="body"><div class="title">${esc(t.scenario_zh)} <span class="muted">${esc(t.scenario_en)}</span></div>
+    ${t.plate ? `<div>车牌 Plate: <span class="plate">${esc(t.plate)}</span></div>` : ""}
     <div>${esc(t.address)}</div>
     <div><span class="badge state">${esc(stateLabel(t.state))}</span>${t.active ? "" : '<span class="badge closed">' + esc(t.task_status === "superseded" ? "已改派 Reassigned" : "已完成 Done") + "</span>"}${t.first_offence ? '<span class="badge first">首违不罚 First offence</span>' : ""}${t.overdue ? '<span class="badge overdue">超时 Overdue</span>' : ""}</div>
     <div class="muted">派遣 Assigned ${esc(localTime(t.assigned_at))} · 优先级 P${t.priority ?? "-"}</div>
@@ -26,6 +27,7 @@ async function loadDetail(taskId) {
   document.getElementById("detail").innerHTML = `
     <h2>${esc(t.scenario_zh)} <span class="muted">${esc(t.scenario_en)}</span></h2>
     <div><span class="badge state" id="state">${esc(stateLabel(t.state))}</span>${t.first_offence ? '<span class="badge first">首违不罚 First offence: education/warning</span>' : ""}</div>
+    ${t.plate ? `<p>车牌 Plate: <span class="plate" id="plate">${esc(t.plate)}</span></p>` : ""}
     <p>位置 Location: ${esc(t.address)}<br><span class="muted">${esc(t.camera_name)} · ${esc(t.grid_name)} · ${geo}</span></p>
     <p class="muted">派遣 Assigned ${esc(localTime(t.assigned_at))} · 接单期限 Accept by ${esc(localTime(t.accept_by))} · 处置期限 Deadline ${esc(localTime(t.deadline))}
     <span class="left${left.late ? " late" : ""}">${esc(left.text)}</span></p>

@@ -27,6 +27,9 @@ async function load() {
     ranking.ranked.map(r => row(r, `<td>${r.rank}</td>`)).join("");
   document.getElementById("unranked").textContent = ranking.unranked.length ?
     "样本不足未排名 Not ranked (fewer than " + ranking.min_sample + " due): " + ranking.unranked.map(r => `${r.label} (${r.due})`).join(", ") : "";
+  const repeat = (await api(`/api/reports/repeat-offenders?${query()}`)).body;
+  document.getElementById("repeat").innerHTML = `<tr><th>车牌密钥 Plate key</th><th>案件 Cases</th><th>场景 Scenarios</th><th>最近 Last seen</th></tr>` +
+    (repeat.rows || []).map(r => `<tr data-key="${esc(r.plate_key)}"><td><code>${esc(r.plate_key.slice(0, 12))}</code></td><td>${r.incidents}</td><td>${esc(r.scenarios.join(", "))}</td><td>${esc(localTime(r.last_seen))}</td></tr>`).join("");
 }
 document.getElementById("form").onsubmit = e => { e.preventDefault(); load(); };
 document.getElementById("rank-by").onchange = load;

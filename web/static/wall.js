@@ -19,6 +19,7 @@ function card(i) {
   return `<article class="card${urgent ? " urgent" : ""}${seen.has(i.incident_id) ? "" : " new"}" data-id="${esc(i.incident_id)}" data-state="${esc(i.state)}">
     ${img}<div class="body">
     <div class="title">${esc(i.scenario_zh)} <span class="muted">${esc(i.scenario_en)}</span></div>
+    ${i.plate ? `<div>车牌 Plate: <span class="plate">${esc(i.plate)}</span></div>` : ""}
     <div>${esc(i.camera_name)}</div><div class="muted">${esc(i.address)} · ${esc(i.grid_name)}</div>
     <div><span class="badge state">${esc(stateLabel(i.state))}</span>${i.escalated ? '<span class="badge escalated">升级 Escalated</span>' : ""}${i.overdue || (i.open && left.late) ? '<span class="badge overdue">超时 Overdue</span>' : ""}${i.first_offence ? '<span class="badge first">首违 First offence</span>' : ""}${i.recurrence_of ? '<span class="badge">回潮 Recurrence</span>' : ""}</div>
     <div class="muted">发现 Seen ${esc(localTime(i.first_seen))} · ×${i.detections}</div>
@@ -47,7 +48,7 @@ function tick() {
 }
 function openReassign(id) {
   const i = incidents.get(id);
-  document.getElementById("ra-case").textContent = i.scenario_zh + " · " + i.camera_name;
+  document.getElementById("ra-case").textContent = i.scenario_zh + " · " + i.camera_name + (i.plate ? " · " + i.plate : "");
   document.getElementById("ra-officer").innerHTML = meta.officers.filter(o => o.id !== i.officer_id).map(o =>
     `<option value="${esc(o.id)}" ${o.grid === i.grid_id ? "" : ""}>${esc(o.name)} (${esc(o.grid)})</option>`).join("");
   const dialog = document.getElementById("reassign");
