@@ -372,12 +372,18 @@ def test_intake_dead_letters_name_the_field(city, field, value, reason):
     assert isinstance(letter, DeadLetter) and letter.reason == str(refused.value) == reason
 
 
+def same_inputs(read: list[Envelope], admitted: list[Envelope]) -> bool:
+    """The engine reads admitted payloads back as their unconstrained subclass: the same fields and values."""
+    return ([msgspec.to_builtins(e) for e in read] == [msgspec.to_builtins(e) for e in admitted]
+            and all(isinstance(r.payload, type(a.payload)) for r, a in zip(read, admitted)))
+
+
 def test_intake_accepts_what_the_contract_accepts(city):
     data = {**json.loads(detection().to_json()), "confidence": 1, "plate": None, "bbox": [0, 0.5, 1, 1.0]}
     env = admit("detections", json.dumps(data).encode(), "nonsite.detections", 0, 1, CityMap.build(city))
     assert isinstance(env, Envelope) and env.payload.confidence == 1 and env.payload.plate is None
     assert Detection.from_json(json.dumps(data)).confidence == 1
-    assert Envelope.from_bytes(env.to_bytes()) == env  # as the engine reads it from the cases topic
+    assert same_inputs([Envelope.from_bytes(env.to_bytes())], [env])  # as the engine reads it from the cases topic
 
 
 def scripted_inputs(city):
@@ -479,7 +485,7 @@ def test_packed_raw_inputs_reach_the_engine_as_admitted(city):
     raws = [json.dumps(data).encode(), json.dumps({**data, "event_id": "e2", "plate": None}).encode()]
     envelopes = [admit("detections", raw, "nonsite.detections", 0, offset, cmap) for offset, raw in enumerate(raws)]
     [message] = pack(envelopes, raws=[raws[0], None])  # None: encoded from the admitted fields
-    assert unpack(message) == envelopes
+    assert same_inputs(unpack(message), envelopes)
     assert not hasattr(envelopes[0].payload, "extra")
 
 
