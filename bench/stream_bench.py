@@ -77,7 +77,7 @@ def make_detections(city: City, count: int) -> list[Detection]:
                 violation_id=f"{camera}/{v}/{scenario}",
                 camera_id=camera, scenario=scenario, zone_id=zone, object_class="car", track_id=v,
                 confidence=0.5 + step * 0.01, bbox=[0.1, 0.5, 0.3, 0.9], first_seen=to_iso(now), observed_at=to_iso(at),
-                dwell_s=150.0, plate=f"川A{v % 500:05d}",
+                dwell_s=150.0, plate=f"川A{v:05d}",
                 evidence=[Evidence(kind="annotated", sha256=f"{v:064x}", uri=f"file:///e/{v}.jpg")]))
     return out
 

@@ -37,7 +37,7 @@ class Case:
     task: Optional[dict[str, Any]] = None
     offender_keys: list[str] = field(default_factory=list)
     queued: bool = False
-    # violation id -> [epoch of its newest detection applied, event ids applied at that moment]
+    # violation id -> [epoch of its newest detection applied, the event id applied at that moment]
     marks: dict[str, list] = field(default_factory=dict)
 
     @property
@@ -62,12 +62,11 @@ class Case:
         """Whether ``d`` (observed at ``at``) is not newer than what this case applied of its violation:
         the same event sent again, or an older one arriving late.  Either changes no count."""
         mark = self.marks.get(d.violation_id)
-        return mark is not None and (at < mark[0] or (at == mark[0] and d.event_id in mark[1]))
+        return mark is not None and (at < mark[0] or (at == mark[0] and d.event_id == mark[1]))
 
     def mark(self, d: Detection, at: float) -> None:
-        mark = self.marks.get(d.violation_id)
-        ids = mark[1] + [d.event_id] if mark is not None and at == mark[0] else [d.event_id]
-        self.marks = {**self.marks, d.violation_id: [at, ids]}  # replaced, never changed in place (copies share it)
+        # replaced, never changed in place: copies of the case share it
+        self.marks = {**self.marks, d.violation_id: (at, d.event_id)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Case":

@@ -30,6 +30,13 @@ def merged_evidence(held: list[dict], new: list[dict], better: bool) -> list[dic
     return kept + [e for kind, e in incoming.items() if kind not in held_kinds]
 
 
+def _kinds_held(held: list[dict], new: list) -> bool:
+    """Whether the case already holds a picture of every kind ``new`` brings (then nothing changes unless
+    the new sighting is better)."""
+    kinds = {e["kind"] for e in held}
+    return all(e.kind in kinds for e in new)
+
+
 class DetectionRules(Timers):
     def _on_detection(self, env: Envelope, d: Detection, out: Outputs) -> None:
         now, first = epoch_of_new(d.observed_at), to_epoch(d.first_seen)
@@ -73,8 +80,9 @@ class DetectionRules(Timers):
             inc["violation_ids"] = inc["violation_ids"] + [d.violation_id]
         if d.evidence:
             better = d.confidence > case.best_confidence
-            case.best_confidence = max(case.best_confidence, d.confidence)
-            inc["evidence"] = merged_evidence(inc["evidence"], [_plain(e) for e in d.evidence], better)
+            if better or not _kinds_held(inc["evidence"], d.evidence):
+                case.best_confidence = max(case.best_confidence, d.confidence)
+                inc["evidence"] = merged_evidence(inc["evidence"], [_plain(e) for e in d.evidence], better)
         if d.plate and not inc.get("plate"):
             self._learn_plate(case, d.plate, now)
         case.presence = observe_detection(case.presence, spot(d.camera_id, d.zone_id), d.violation_id, d.kind, now)
