@@ -66,7 +66,7 @@ class Case:
 
     def mark(self, d: Detection, at: float) -> None:
         # replaced, never changed in place: copies of the case share it
-        self.marks = {**self.marks, d.violation_id: (at, d.event_id)}
+        self.marks = {**self.marks, d.violation_id: [at, d.event_id]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Case":
