@@ -182,6 +182,9 @@ def test_the_plate_shows_on_the_officers_task_and_the_wall(web: WebHarness) -> N
     wall = {i["incident_id"]: i for i in ops.get("/api/incidents").json()}
     assert wall[case.incident_id]["plate"] == "京A88731" and wall[unread.incident_id]["plate"] is None
     assert ops.get(f"/api/incidents/{case.incident_id}").json()["plate"] == "京A88731"
+    supervisor = web.client("sup")  # sees the wall read-only, but handles no case: no plate text
+    assert {i["incident_id"]: i for i in supervisor.get("/api/incidents").json()}[case.incident_id]["plate"] is None
+    assert supervisor.get(f"/api/incidents/{case.incident_id}").json()["plate"] is None
 
 
 def test_an_officer_cannot_read_or_act_on_another_officers_task(web: WebHarness) -> None:

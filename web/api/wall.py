@@ -34,12 +34,20 @@ def _on_wall(incident, scenario: Optional[str], grid: Optional[str], state: Opti
                 and not state)
 
 
-def _wall_incidents(request: Request, scenario: Optional[str] = None, grid: Optional[str] = None,
+PLATE_ROLES = ("operator", "officer")  # the roles that handle cases; a supervisor sees no plate text
+
+
+def _for(who: Principal, view: dict) -> dict:
+    """An incident view as ``who`` may see it: the plate (personal data) only for the roles handling cases."""
+    return view if who.role in PLATE_ROLES else {**view, "plate": None}
+
+
+def _wall_incidents(request: Request, who: Principal, scenario: Optional[str] = None, grid: Optional[str] = None,
                     state: Optional[str] = None, limit: int = WALL_LIMIT) -> list[dict]:
     """Open cases first, escalated or overdue first among them, then newest first."""
     city, model = city_of(request), model_of(request)
     since = datetime.now().astimezone() - timedelta(hours=WALL_RECENT_HOURS)
-    rows = [incident_view(city, model, incident) for incident in model.all_incidents()
+    rows = [_for(who, incident_view(city, model, incident)) for incident in model.all_incidents()
             if _on_wall(incident, scenario, grid, state, since)]
     rows.sort(key=lambda v: v["first_seen"], reverse=True)
     rows.sort(key=lambda v: (not v["open"], not (v["escalated"] or v["overdue"])))
@@ -51,7 +59,7 @@ def _wall_incidents(request: Request, scenario: Optional[str] = None, grid: Opti
 async def incidents(request: Request, scenario: Optional[str] = Query(None, max_length=64),
                     grid: Optional[str] = Query(None, max_length=64), state: Optional[str] = Query(None, max_length=32),
                     limit: int = Query(WALL_LIMIT, ge=1, le=5000), who: Principal = Depends(LIVE_ROLES)) -> list[dict]:
-    return _wall_incidents(request, scenario, grid, state, limit)
+    return _wall_incidents(request, who, scenario, grid, state, limit)
 
 
 @router.get("/incidents/{incident_id}", response_model=IncidentDetail, response_model_exclude_unset=True,
@@ -61,7 +69,7 @@ async def incident(incident_id: str, request: Request, who: Principal = Depends(
     found = known_incident(request, incident_id)
     if who.role == "officer" and not model.officer_may_see(who.person_id, incident_id):
         raise HTTPException(403, "incident_id: this case is not assigned to you")
-    return {**incident_view(city_of(request), model, found),
+    return {**_for(who, incident_view(city_of(request), model, found)),
             "tasks": [t.asdict_deep() for t in model.tasks_of_incident(incident_id)],
             "history": [case_event_view(e) for e in model.history(incident_id)]}
 
@@ -84,20 +92,20 @@ def _sse(kind: str, data: Any) -> str:
     return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _snapshot(request: Request) -> str:
+def _snapshot(request: Request, who: Principal) -> str:
     city, model = city_of(request), model_of(request)
-    return _sse("snapshot", {"incidents": _wall_incidents(request), "cameras": camera_view(city, model),
+    return _sse("snapshot", {"incidents": _wall_incidents(request, who), "cameras": camera_view(city, model),
                              "alerts": recent_alerts(model, ALERTS_SHOWN)})
 
 
-def _change_events(request: Request, changes: list) -> list[str]:
+def _change_events(request: Request, changes: list, who: Principal) -> list[str]:
     city, model = city_of(request), model_of(request)
     out: list[str] = []
     for kind, record in changes:
         if kind == "incident":
-            out.append(_sse("incident", incident_view(city, model, record)))
+            out.append(_sse("incident", _for(who, incident_view(city, model, record))))
         elif kind in ("task", "case_event") and record.incident_id in model.incidents:
-            out.append(_sse("incident", incident_view(city, model, model.incidents[record.incident_id])))
+            out.append(_sse("incident", _for(who, incident_view(city, model, model.incidents[record.incident_id]))))
         elif kind == "camera":
             out.append(_sse("camera", camera_status_view(city, record)))
         elif kind == "alert":
@@ -105,12 +113,12 @@ def _change_events(request: Request, changes: list) -> list[str]:
     return out
 
 
-async def _events(request: Request, queue: asyncio.Queue) -> AsyncIterator[str]:
+async def _events(request: Request, queue: asyncio.Queue, who: Principal) -> AsyncIterator[str]:
     """The snapshot, then each batch of changes; a comment every 10 s keeps the connection (and notices it closed)."""
     bus = request.app.state.bus
     try:
         yield "retry: 1000\n\n"
-        yield _snapshot(request)
+        yield _snapshot(request, who)
         while queue in bus.listeners:
             try:
                 changes = await asyncio.wait_for(queue.get(), 10)
@@ -119,7 +127,7 @@ async def _events(request: Request, queue: asyncio.Queue) -> AsyncIterator[str]:
                     break
                 yield ": keepalive\n\n"
                 continue
-            for event in _change_events(request, changes):
+            for event in _change_events(request, changes, who):
                 yield event
     finally:
         bus.listeners.discard(queue)
@@ -129,7 +137,7 @@ async def _events(request: Request, queue: asyncio.Queue) -> AsyncIterator[str]:
 async def live(request: Request, who: Principal = Depends(LIVE_ROLES)) -> StreamingResponse:
     queue: asyncio.Queue = asyncio.Queue(maxsize=2000)
     request.app.state.bus.listeners.add(queue)
-    return StreamingResponse(_events(request, queue), media_type="text/event-stream",
+    return StreamingResponse(_events(request, queue, who), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
