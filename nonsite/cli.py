@@ -83,12 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--data-dir", type=Path, default=None)
     worker.set_defaults(run=_handler("stream.cli:worker"), needs_config=True)
 
-    report = commands.add_parser("report", help="closure statistics from the running system")
+    report = commands.add_parser("report", help="closure statistics from the system of record (as the web reports)")
     report.add_argument("--from", dest="date_from", default=None, help="first day, YYYY-MM-DD (local time)")
     report.add_argument("--to", dest="date_to", default=None, help="last day, YYYY-MM-DD")
     report.add_argument("--by", choices=("scenario", "grid", "officer", "camera"), default="scenario")
     report.add_argument("--csv", action="store_true")
-    report.set_defaults(run=_handler("stream.cli:report"), needs_config=True)
+    report.add_argument("--no-sync", action="store_true",
+                        help="report what the database holds now, without reading the topics first")
+    report.set_defaults(run=_handler("web.cli:report"), needs_config=True)
 
     web = commands.add_parser("web", help="serve the alert wall, officer app and reports (JSON API + pages)")
     web.add_argument("--host", default=None, help="listen address (default web.host in nonsite.yaml)")

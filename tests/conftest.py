@@ -7,7 +7,9 @@ missing file fails, elsewhere the test skips and names the variable to set.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator, NoReturn
@@ -99,6 +101,40 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         os.environ.pop("NONSITE_KAFKA_BOOTSTRAP", None)
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server (Debian's package) for the session: the URL of an empty database."""
+    from postgres_support import LocalPostgres, postgres_bin
+
+    binaries = postgres_bin()
+    if binaries is None:
+        fail_or_skip("PostgreSQL is not installed: apt-get install postgresql (or set NONSITE_PG_BIN)")
+    folder = Path(tempfile.mkdtemp(prefix="nonsite-pg-"))  # not under pytest's 0700 folder: the server's user reads it
+    server = LocalPostgres(folder, free_port_block(1), binaries)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def new_postgres_database(postgres_url: str):
+    """``new_postgres_database() -> URL`` of a new empty database on the session's server."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    def create() -> str:
+        url = make_url(postgres_url)
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(host=url.host, port=url.port, user=url.username, dbname="postgres",
+                             autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE {name}")
+        return url.set(database=name).render_as_string(hide_password=False)
+
+    return create
 
 
 @pytest.fixture

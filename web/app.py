@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Optional
 
 import structlog
 from fastapi import FastAPI, Request
@@ -18,13 +18,15 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from history.database import open_database
+from history.queries import CaseStore
+from history.writer import HistoryWriter
 from nonsite.config import City
 from nonsite.evidence import EvidenceStore
-from web.api import files, officer, reports, session, wall
+from web.api import cases, files, officer, reports, session, wall
 from web.auth import TokenIssuer
 from web.bus import Bus
 from web.middleware import SECURITY_HEADERS, SecurityMiddleware
-from web.readmodel import ReadModel
 from web.throttle import LoginThrottle
 
 log = structlog.get_logger("web.app")
@@ -39,7 +41,7 @@ def create_app(city: City, outcome_wait_s: float = OUTCOME_WAIT_S, start_bus: bo
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.bus = Bus(city, app.state.model)
+        app.state.bus = Bus(city, app.state.store, history_writer(city, app.state.store))
         if start_bus:
             await app.state.bus.start()
         try:
@@ -47,6 +49,7 @@ def create_app(city: City, outcome_wait_s: float = OUTCOME_WAIT_S, start_bus: bo
         finally:
             if start_bus:
                 await app.state.bus.stop()
+            app.state.store.engine.dispose()
 
     app = FastAPI(title="nonsite operator surfaces 非现场执法",
                   description="Live alert wall (指挥中心), officer tasks (执法队员) and closure reports (督查). "
@@ -54,11 +57,10 @@ def create_app(city: City, outcome_wait_s: float = OUTCOME_WAIT_S, start_bus: bo
                               "(pages use the session cookie).",
                   version="1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.city = city
-    app.state.model = ReadModel()
-    app.state.tokens = TokenIssuer.from_env(city.web.token_ttl_minutes * 60)
+    app.state.store = CaseStore(open_database(city.system.history.database, city.root.parent))
+    app.state.tokens = TokenIssuer.from_env(city.web.token_ttl_minutes * 60, app.state.store)
     app.state.login_throttle = LoginThrottle()
     app.state.evidence = EvidenceStore(city.resolve_path(city.detector.evidence_dir))
-    app.state.uploaded_by = {}
     app.state.demo_logins = None  # computed on first use
     app.state.sent = {}  # feedback id -> SentFeedback, to answer GET /api/feedback/{id}
     app.state.outcome_wait_s = outcome_wait_s
@@ -66,6 +68,7 @@ def create_app(city: City, outcome_wait_s: float = OUTCOME_WAIT_S, start_bus: bo
     app.add_middleware(SecurityMiddleware)
     app.include_router(session.router)
     app.include_router(wall.router)
+    app.include_router(cases.router)
     app.include_router(officer.router)
     app.include_router(files.router)
     app.include_router(reports.router)
@@ -74,6 +77,15 @@ def create_app(city: City, outcome_wait_s: float = OUTCOME_WAIT_S, start_bus: bo
         app.add_api_route(path, _page(page), methods=["GET"], include_in_schema=False)
     app.add_api_route("/metrics", _metrics, methods=["GET"], include_in_schema=False)
     return app
+
+
+def history_writer(city: City, store: CaseStore) -> HistoryWriter:
+    """The writer that records the topics for this city (its time zone, its scenarios' deadlines)."""
+    def sla_minutes(scenario_id: str) -> Optional[float]:
+        scenario = city.scenario(scenario_id)
+        return scenario.sla_minutes if scenario else None
+    return HistoryWriter(store.engine, city.system.city.timezone, city.kafka.topics.feedback, consumer="web",
+                         sla_minutes=sla_minutes)
 
 
 def _page(name: str):

@@ -22,7 +22,8 @@ import secrets
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Optional
+from datetime import datetime, timezone
+from typing import Optional, Protocol
 
 from nonsite.config import City
 from nonsite.passwords import DEFAULT_ITERATIONS, hash_password, verify_password
@@ -76,17 +77,38 @@ def _stand_in_hash(iterations: int) -> str:
     return hash_password(secrets.token_hex(16), iterations=iterations)
 
 
+class Revocations(Protocol):
+    """Where logged-out tokens are kept until they expire (the database: :class:`history.queries.CaseStore`)."""
+
+    def revoke(self, token: str, expires_at: datetime) -> None: ...
+
+    def is_revoked(self, token: str) -> bool: ...
+
+
+class MemoryRevocations:
+    """Revocations that last as long as the process (tests, a throwaway server)."""
+
+    def __init__(self) -> None:
+        self.tokens: set[str] = set()
+
+    def revoke(self, token: str, expires_at: datetime) -> None:
+        self.tokens.add(token)
+
+    def is_revoked(self, token: str) -> bool:
+        return token in self.tokens
+
+
 class TokenIssuer:
     """Stateless signed tokens with an expiry, plus a revocation list for logout."""
 
-    def __init__(self, secret: bytes, ttl_s: float):
+    def __init__(self, secret: bytes, ttl_s: float, revocations: Optional[Revocations] = None):
         self.secret, self.ttl_s = secret, ttl_s
-        self.revoked: set[str] = set()
+        self.revocations = revocations or MemoryRevocations()
 
     @classmethod
-    def from_env(cls, ttl_s: float) -> "TokenIssuer":
+    def from_env(cls, ttl_s: float, revocations: Optional[Revocations] = None) -> "TokenIssuer":
         secret = os.environ.get("NONSITE_WEB_SECRET")
-        return cls(secret.encode() if secret else secrets.token_bytes(32), ttl_s)
+        return cls(secret.encode() if secret else secrets.token_bytes(32), ttl_s, revocations)
 
     def issue(self, who: Principal, now: Optional[float] = None) -> str:
         now = time.time() if now is None else now
@@ -104,7 +126,8 @@ class TokenIssuer:
             body, signature = token.encode("ascii").split(b".")
         except (UnicodeEncodeError, ValueError):
             return None
-        if not hmac.compare_digest(signature, self._sign(body.decode()).encode()) or token in self.revoked:
+        if not hmac.compare_digest(signature, self._sign(body.decode()).encode()) \
+                or self.revocations.is_revoked(token):
             return None
         claims = self._claims(token)
         if (time.time() if now is None else now) >= claims["exp"] or claims.get("role") not in ROLES:
@@ -112,7 +135,9 @@ class TokenIssuer:
         return Principal(claims["person_id"], claims["username"], claims["name"], claims["role"], claims.get("grid"))
 
     def revoke(self, token: str) -> None:
-        self.revoked.add(token)
+        """Log a token out until it expires (the list forgets it then: it no longer works anyway)."""
+        expires = datetime.fromtimestamp(self.expires_at(token), timezone.utc).replace(tzinfo=None)
+        self.revocations.revoke(token, expires)
 
     def _sign(self, body: str) -> str:
         return hmac.new(self.secret, body.encode(), hashlib.sha256).hexdigest()

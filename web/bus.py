@@ -1,12 +1,14 @@
-"""Kafka for the web: one consumer that folds the topics into the read model, one producer for Feedback.
+"""Kafka for the web: one consumer that records the topics in the system of record, one producer for Feedback.
 
-The consumer has no group (it reads every partition from the beginning on each start, so the read
-model is complete after a restart); the producer uses acks=all with idempotence.
+The consumer has no group: it resumes every partition at the next offset the database holds for it
+(:mod:`history.writer` stores them in the transaction of the rows), so a restart reads only what
+came since, whatever the length of the history; the producer uses acks=all with idempotence.  Each
+batch the database took is pushed to the live wall's listeners.
 
-No message can stop the read model: a record that fails to decode or to fold in, for any reason,
+No message can stop the recording: a record that fails to decode or to be written, for any reason,
 is counted, logged and written to the dead-letter topic, and the next one is read.  When the loop
-itself fails (the consumer breaks), health says why and the consumer is restarted after a growing
-pause, from the positions already read.
+itself fails (the consumer breaks, the database is away), health says why and the consumer is
+restarted after a growing pause, from the positions the database holds.
 """
 from __future__ import annotations
 
@@ -15,15 +17,16 @@ import time
 from typing import Any, Optional
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import Counter, Gauge
 
 from contract import Alert, CameraStatus, CaseEvent, DeadLetter, Feedback, Incident, Task, dead_letter, utc_now
 from contract.deadletter import failure_reason
 from contract.position import source_of
 from nonsite.config import City
+from history.queries import CaseStore, Verdict
+from history.writer import Change, HistoryWriter, Positioned
 from nonsite.kafka import aioclients, clients
-from web.readmodel import Change, ReadModel, Verdict
 
 log = structlog.get_logger("web.bus")
 
@@ -33,13 +36,13 @@ MAX_REASON_CHARS = 500
 RESTART_BACKOFF_S = 1.0
 MAX_RESTART_BACKOFF_S = 30.0
 
-CONSUMED = Counter("nonsite_web_consumed_total", "records folded into the web read model", ["topic"])
-REJECTED = Counter("nonsite_web_bad_records_total", "records the web could not decode or fold in", ["topic"])
+CONSUMED = Counter("nonsite_web_consumed_total", "records written to the system of record", ["topic"])
+REJECTED = Counter("nonsite_web_bad_records_total", "records the web could not decode or record", ["topic"])
 DEAD_LETTERED = Counter("nonsite_web_dead_letters_total", "bad records the web wrote to the dead-letter topic",
                         ["topic"])
 DEAD_LETTER_FAILED = Counter("nonsite_web_dead_letter_failures_total",
                              "bad records the web could not write to the dead-letter topic", ["topic"])
-READ_MODEL_UP = Gauge("nonsite_web_read_model_up", "1 while the read-model consumer is running, else 0")
+READ_MODEL_UP = Gauge("nonsite_web_read_model_up", "1 while the recording consumer is running, else 0")
 CONSUMER_FAILURES = Counter("nonsite_web_read_model_failures_total",
                             "times the read-model consumer loop failed and was restarted")
 FEEDBACK_SENT = Counter("nonsite_web_feedback_total", "feedback events produced", ["action"])
@@ -70,10 +73,9 @@ def check_topics(city: City) -> None:
 class Bus:
     """Owns the Kafka clients; ``listeners`` are asyncio queues that receive every change (for SSE)."""
 
-    def __init__(self, city: City, model: ReadModel, restart_backoff_s: float = RESTART_BACKOFF_S,
-                 max_restart_backoff_s: float = MAX_RESTART_BACKOFF_S):
-        self.city, self.model = city, model
-        model.feedback_topic = city.kafka.topics.feedback
+    def __init__(self, city: City, store: CaseStore, writer: HistoryWriter,
+                 restart_backoff_s: float = RESTART_BACKOFF_S, max_restart_backoff_s: float = MAX_RESTART_BACKOFF_S):
+        self.city, self.store, self.writer = city, store, writer
         self.topics = {getattr(city.kafka.topics, kind): (kind, record) for kind, record in READ_TOPICS.items()}
         self.dead_letter_topic = city.kafka.topics.dead_letter
         self.restart_backoff_s, self.max_restart_backoff_s = restart_backoff_s, max_restart_backoff_s
@@ -86,7 +88,7 @@ class Bus:
         self.last_message_at: Optional[float] = None
         self.consuming = False
         self.failure: Optional[str] = None  # why the consumer is down, for /api/health
-        self.next_offsets: dict[TopicPartition, int] = {}  # where a restarted consumer resumes
+        self.recorded = 0  # records written to the database since start
 
     async def start(self) -> None:
         bootstrap = self.city.kafka.bootstrap
@@ -126,14 +128,14 @@ class Bus:
                 await client.stop()
 
     async def _start_consumer(self) -> None:
-        """A new consumer on every read topic, resuming after the records already folded in."""
+        """A new consumer on every read topic, resuming at the positions the database holds."""
+        resume_at = await asyncio.to_thread(self.writer.next_offsets)
         self.consumer = aioclients.reader(self.city.kafka.bootstrap, *self.topics, auto_offset_reset="earliest",
                                           fetch_max_wait_ms=100, metadata_max_age_ms=5000, client_id="nonsite-web")
         await self.consumer.start()
-        assigned = self.consumer.assignment()
-        for partition, offset in self.next_offsets.items():
-            if partition in assigned:  # the others are skipped up to ``offset`` as they are read
-                self.consumer.seek(partition, offset)
+        for partition in self.consumer.assignment():
+            if (partition.topic, partition.partition) in resume_at:  # the others start at the earliest offset
+                self.consumer.seek(partition, resume_at[(partition.topic, partition.partition)])
         self.failure = None
         self._set_consuming(True)
 
@@ -156,7 +158,7 @@ class Bus:
             try:
                 if self.consumer is None:
                     await self._start_consumer()
-                    log.info("web.bus.consumer_restarted", resumed_partitions=len(self.next_offsets))
+                    log.info("web.bus.consumer_restarted")
                     failures_in_a_row = 0
                 await self._consume()
             except asyncio.CancelledError:
@@ -172,34 +174,85 @@ class Bus:
                 await asyncio.sleep(delay)
 
     async def _consume(self) -> None:
-        assert self.consumer is not None
         while True:
-            batches = await self.consumer.getmany(timeout_ms=200, max_records=1000)
-            changes: list[Change] = []
-            for partition, messages in batches.items():
-                resume_at = self.next_offsets.get(partition, 0)
-                for message in messages:
-                    if message.offset < resume_at:  # a restarted consumer re-reading what the model already has
-                        continue
-                    changes.extend(await self._fold(message))
-                    self.next_offsets[partition] = message.offset + 1
-            if changes:
-                self.last_message_at = time.time()
-                self._publish(changes)
-                async with self.changed:
-                    self.changed.notify_all()
+            await self._consume_once()
 
-    async def _fold(self, message: Any) -> list[Change]:
-        """The changes one message makes; a message that cannot be read or folded in changes nothing."""
+    async def _consume_once(self) -> None:
+        """One poll: decode, record in one transaction, push what changed to the listeners."""
+        assert self.consumer is not None
+        batches = await self.consumer.getmany(timeout_ms=200, max_records=1000)
+        decoded = [await self._decode(message) for messages in batches.values() for message in messages]
+        if not decoded:
+            return
+        changes = await self._record(decoded)
+        self.last_message_at = time.time()
+        if changes:
+            self._publish(changes)
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def catch_up(self) -> int:
+        """Record everything the topics hold now, then stop; the number of records read (``nonsite report``)."""
+        await asyncio.to_thread(check_topics, self.city)
+        await self._start_consumer()
+        assert self.consumer is not None
+        ends = await self.consumer.end_offsets(list(self.consumer.assignment()))
+        start = await self._positions(ends)
+        try:
+            while any(position < ends[p] for p, position in (await self._positions(ends)).items()):
+                await self._consume_once()
+            reached = await self._positions(ends)
+        finally:
+            await self.stop()
+        return sum(reached[p] - start[p] for p in ends)
+
+    async def _positions(self, partitions: dict) -> dict:
+        assert self.consumer is not None
+        return {p: await self.consumer.position(p) for p in partitions}
+
+    async def _decode(self, message: Any) -> Positioned:
+        """The record of one message; one that cannot be read is dead-lettered and only its position is kept."""
         kind, record_type = self.topics[message.topic]
         try:
             record = record_type.from_json(message.value)
-            changes = self.model.apply(kind, record)
-        except Exception as exc:  # whatever the content did (deep nesting, bad types, a bug): isolate it
+        except Exception as exc:  # whatever the content did (deep nesting, bad types): isolate it
             await self._reject(kind, message, exc)
-            return []
-        CONSUMED.labels(kind).inc()
+            record = None
+        return Positioned(record, message.topic, message.partition, message.offset)
+
+    async def _record(self, batch: list[Positioned]) -> list[Change]:
+        """Write the batch in one transaction; if that fails, each record alone, dead-lettering the ones that fail.
+
+        When every record fails alone too, the database (not the records) is the problem: the error goes up
+        and the loop restarts from the positions the database holds."""
+        try:
+            changes = await asyncio.to_thread(self.writer.write, batch)
+            recorded = [item for item in batch if item.record is not None]
+        except Exception as batch_error:
+            log.warning("web.bus.batch_failed", records=len(batch), error=failure_reason(batch_error))
+            changes, recorded = await self._record_one_by_one(batch, batch_error)
+        for item in recorded:
+            CONSUMED.labels(self.topics[item.topic][0]).inc()
+        self.recorded += len(recorded)
         return changes
+
+    async def _record_one_by_one(self, batch: list[Positioned], batch_error: Exception
+                                 ) -> tuple[list[Change], list[Positioned]]:
+        changes: list[Change] = []
+        recorded, failed = [], []
+        for item in batch:
+            try:
+                changes.extend(await asyncio.to_thread(self.writer.write, [item]))
+                recorded.append(item)
+            except Exception as exc:
+                failed.append((item, exc))
+        if failed and len(failed) == len(batch):
+            raise batch_error
+        for item, exc in failed:
+            await self._reject(self.topics[item.topic][0], _Where(item), exc)
+            skipped = Positioned(None, item.topic, item.partition, item.offset)  # its position moves on
+            await asyncio.to_thread(self.writer.write, [skipped])
+        return changes, [item for item in recorded if item.record is not None]
 
     async def _reject(self, kind: str, message: Any, exc: Exception) -> None:
         """Count, log and dead-letter one record (never one read from the dead-letter topic: that would loop)."""
@@ -243,7 +296,7 @@ class Bus:
         """The processor's verdict on a feedback (by id or position), or None if none came within ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         async with self.changed:
-            while (outcome := self.model.outcome(*keys)) is None:
+            while (outcome := await asyncio.to_thread(self.store.outcome, *keys)) is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
@@ -252,3 +305,12 @@ class Bus:
                 except asyncio.TimeoutError:
                     return None
         return outcome
+
+
+class _Where:
+    """A record that failed to be written, shaped like the Kafka message it came from (for its dead letter)."""
+
+    def __init__(self, item: Positioned):
+        assert item.record is not None
+        self.topic, self.partition, self.offset = item.topic, item.partition, item.offset
+        self.value = item.record.to_json()

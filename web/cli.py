@@ -1,8 +1,12 @@
-"""``nonsite web``: serve the operator surfaces with uvicorn."""
+"""``nonsite web``: serve the operator surfaces with uvicorn; ``nonsite report``: the closure figures."""
 from __future__ import annotations
 
 import argparse
-from typing import Optional
+import asyncio
+import csv
+import sys
+from datetime import date
+from typing import Optional, TextIO
 
 import uvicorn
 
@@ -25,3 +29,85 @@ def serve(args: argparse.Namespace, city: Optional[City]) -> int:
     uvicorn.run(create_app(city), host=host, port=port, log_level="info", access_log=False,
                 timeout_graceful_shutdown=3)  # live-wall streams never end on their own
     return 0
+
+
+COLUMNS = ("filed", "due", "closed", "on_time", "reworked", "false_alarms", "closure_rate", "on_time_rate",
+           "rework_rate", "false_alarm_rate", "mean_minutes_to_close")
+RATES = ("closure_rate", "on_time_rate", "rework_rate", "false_alarm_rate")
+
+
+def report(args: argparse.Namespace, city: Optional[City]) -> int:
+    """``nonsite report``: record what the topics hold that the database has not yet, then print the figures.
+
+    The same code and tables as the web reports (:mod:`history.statistics`): both give the same figures."""
+    assert city is not None
+    from history.database import DatabaseError
+    from history.statistics import summarise
+
+    period = _report_period(args.date_from, args.date_to)
+    try:
+        store = _store(city)
+    except DatabaseError as exc:
+        raise CommandError(str(exc)) from None
+    if not args.no_sync:
+        _catch_up(city, store)
+    rows, total = summarise(store.engine, period, args.by)
+    write_report([row.as_dict() for row in rows], total.as_dict(), args.by, bool(args.csv), sys.stdout)
+    return 0
+
+
+def _report_period(date_from: Optional[str], date_to: Optional[str]):
+    from history.statistics import Period
+
+    try:
+        first = date.fromisoformat(date_from) if date_from else date.min
+        last = date.fromisoformat(date_to) if date_to else date.max
+    except ValueError as exc:
+        raise CommandError(f"--from/--to: {exc} (use YYYY-MM-DD)") from None
+    if last < first:
+        raise CommandError(f"--to: {last} is before --from: {first}")
+    return Period(first, last)
+
+
+def _store(city: City):
+    from history.database import open_database
+    from history.queries import CaseStore
+
+    return CaseStore(open_database(city.system.history.database, city.root.parent))
+
+
+def _catch_up(city: City, store) -> None:
+    from web.app import history_writer
+    from web.bus import Bus, MissingTopics
+
+    bus = Bus(city, store, history_writer(city, store))
+    try:
+        asyncio.run(bus.catch_up())
+    except MissingTopics as exc:
+        raise CommandError(str(exc)) from None
+
+
+def write_report(rows: list[dict], total: dict, by: str, as_csv: bool, out: TextIO) -> None:
+    columns = (by, *COLUMNS)
+    lines = [{by: row["group"], **row} for row in rows]
+    if as_csv:
+        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for line in lines:
+            writer.writerow({k: "" if line.get(k) is None else line[k] for k in columns})
+        return
+    shown = [[_cell(line.get(c), c) for c in columns] for line in [*lines, {by: "total", **total}]]
+    widths = [max(len(c), *(len(r[i]) for r in shown)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)), file=out)
+    for cells in shown:
+        print("  ".join(v.ljust(w) for v, w in zip(cells, widths)), file=out)
+    if not rows:
+        print("(no cases filed in this period)", file=out)
+
+
+def _cell(value, column: str) -> str:
+    if value is None:
+        return "-"
+    if column in RATES:
+        return f"{value:.1%}"
+    return f"{value:g}" if isinstance(value, float) else str(value)

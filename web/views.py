@@ -1,4 +1,4 @@
-"""Records from the read model as the JSON the pages show: names, labels, flags and time left.
+"""Records from the system of record as the JSON the pages show: names, labels, flags and time left.
 
 Example::
 
@@ -12,7 +12,8 @@ from typing import Any, Optional
 
 from nonsite.config import Camera, City
 from contract import Alert, CameraStatus, CaseEvent, Incident, Task, parse_iso
-from web.readmodel import OPEN_TASK_STATUSES, TERMINAL_STATES, ReadModel, norm_state
+from history.facts import TERMINAL_STATES
+from history.queries import OPEN_TASK_STATUSES, CaseStore
 
 # Reasons an officer may give for rejecting a task as a false alarm (误报); the API accepts only these codes.
 REJECT_REASONS: dict[str, str] = {
@@ -31,6 +32,10 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def norm_state(state: Optional[str]) -> str:
+    return (state or "").upper()
+
+
 def overdue_at(deadline: Optional[str], state: str, now: Optional[datetime] = None) -> bool:
     if not deadline or norm_state(state) in TERMINAL_STATES:
         return False
@@ -41,13 +46,13 @@ def evidence_url(sha256: str) -> str:
     return f"/api/evidence/{sha256}"
 
 
-def incident_view(city: City, model: ReadModel, incident: Incident) -> dict[str, Any]:
+def incident_view(city: City, store: CaseStore, incident: Incident) -> dict[str, Any]:
     camera = city.camera(incident.camera_id)
     scenario = city.scenario(incident.scenario)
     officer = next((o for o in city.officers if o.id == incident.officer_id), None)
     grid = next((g for g in city.grids if g.id == incident.grid_id), None)
     state = norm_state(incident.state)
-    task = model.current_task(incident.incident_id)
+    task = store.current_task(incident.incident_id, incident)
     deadline = incident.deadline or (task.deadline if task else None)
     snapshot = next((e for e in incident.evidence if e.kind == "annotated"), None) or \
         (incident.evidence[0] if incident.evidence else None)
@@ -76,7 +81,7 @@ def incident_view(city: City, model: ReadModel, incident: Incident) -> dict[str,
         "task_id": incident.task_id or (task.task_id if task else None),
         "task_status": task.status if task else None,
         "deadline": deadline,
-        "escalated": incident.incident_id in model.escalated,
+        "escalated": store.is_escalated(incident.incident_id),
         "overdue": overdue_at(deadline, state),
         "open": state not in TERMINAL_STATES,
         "first_offence": incident.first_offence,
@@ -87,9 +92,9 @@ def incident_view(city: City, model: ReadModel, incident: Incident) -> dict[str,
     }
 
 
-def task_view(city: City, model: ReadModel, task: Task) -> dict[str, Any]:
-    incident = model.incidents.get(task.incident_id)
-    view = incident_view(city, model, incident) if incident else {"incident_id": task.incident_id, "state": ""}
+def task_view(city: City, store: CaseStore, task: Task) -> dict[str, Any]:
+    incident = store.incident(task.incident_id)
+    view = incident_view(city, store, incident) if incident else {"incident_id": task.incident_id, "state": ""}
     state = view.get("state", "")
     return {
         **view,
@@ -113,11 +118,12 @@ def task_order(view: dict[str, Any]) -> tuple:
     return (not view["active"], not (view["overdue"] or view.get("escalated")), view.get("priority", 3), -assigned)
 
 
-def camera_view(city: City, model: ReadModel) -> list[dict[str, Any]]:
+def camera_view(city: City, store: CaseStore) -> list[dict[str, Any]]:
     """Every configured camera with its latest status, then cameras that report but are not configured."""
-    rows = [_camera_row(camera.id, camera, model.cameras.get(camera.id)) for camera in city.cameras]
+    statuses = store.cameras()
+    rows = [_camera_row(camera.id, camera, statuses.get(camera.id)) for camera in city.cameras]
     known = {c.id for c in city.cameras}
-    rows += [_camera_row(camera_id, None, status) for camera_id, status in model.cameras.items()
+    rows += [_camera_row(camera_id, None, status) for camera_id, status in statuses.items()
              if camera_id not in known]
     return rows
 
@@ -137,9 +143,9 @@ def alert_view(alert: Alert) -> dict[str, Any]:
     return alert.asdict_deep()
 
 
-def recent_alerts(model: ReadModel, limit: int = ALERTS_SHOWN) -> list[dict[str, Any]]:
+def recent_alerts(store: CaseStore, limit: int = ALERTS_SHOWN) -> list[dict[str, Any]]:
     """The latest ``limit`` alerts, newest first."""
-    return [alert_view(a) for a in reversed(list(model.alerts)[-limit:])]
+    return [alert_view(a) for a in store.recent_alerts(limit)]
 
 
 def case_event_view(event: CaseEvent) -> dict[str, Any]:

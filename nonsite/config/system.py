@@ -103,6 +103,13 @@ class WebSettings(Strict):
     min_sample_for_ranking: int = Field(default=10, ge=1)
 
 
+class HistorySettings(Strict):
+    """The system of record (docs/history.md): a SQLite file (relative paths: to the project folder) or a
+    SQLAlchemy URL such as ``postgresql+psycopg://nonsite@db/nonsite``."""
+
+    database: str = Field(default="var/history.sqlite", min_length=1)
+
+
 class CitySettings(Strict):
     name: str = "Sample City"
     name_zh: str = ""
@@ -115,3 +122,4 @@ class SystemFile(Strict):
     detector: DetectorSettings = DetectorSettings()
     stream: StreamSettings = StreamSettings()
     web: WebSettings = WebSettings()
+    history: HistorySettings = HistorySettings()

@@ -1,5 +1,6 @@
 """The shape of the code, checked: no import cycles (imports inside functions included), layers that
-point one way, no Faust outside the worker, and modules of a readable size.
+point one way (the system of record, history/, sits between the contract and the web), no Faust outside
+the worker, and modules of a readable size.
 
 The import graph is read from the source (ast), so an import hidden inside a function counts as much
 as one at the top of a module.
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[2]
-PACKAGES = ("contract", "detector", "nonsite", "stream", "web")
+PACKAGES = ("contract", "detector", "nonsite", "stream", "history", "web")
 MAX_LINES = 400
 # modules allowed to be longer, and why
 LONG_MODULES: dict[str, str] = {}
@@ -114,6 +115,8 @@ def depends(module: str, prefix: str) -> list[str]:
     ("contract", "detector"), ("contract", "stream"), ("contract", "web"), ("contract", "nonsite"),
     ("stream.state", "stream.domain"), ("stream.state", "stream.runtime"), ("stream.domain", "stream.runtime"),
     ("detector", "stream"), ("detector", "web"), ("web", "stream"), ("web", "detector"),
+    ("contract", "history"), ("history", "web"), ("history", "stream"), ("history", "detector"),
+    ("stream", "history"), ("detector", "history"),
 ])
 def test_layers_point_one_way(lower, upper):
     offending = {m: depends(m, upper) for m in MODULES if (m == lower or m.startswith(lower + ".")) and depends(m, upper)}
@@ -123,7 +126,7 @@ def test_layers_point_one_way(lower, upper):
 def test_the_pure_domain_imports_no_kafka_client_and_no_faust():
     clients = ("faust", "aiokafka", "kafka", "mode")
     for name, path in MODULES.items():
-        if name.startswith(("stream.domain", "stream.state", "contract")):
+        if name.startswith(("stream.domain", "stream.state", "contract", "history")):
             tree = ast.parse(path.read_text(encoding="utf-8"))
             roots = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                      for alias in node.names}

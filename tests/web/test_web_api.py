@@ -107,7 +107,7 @@ def test_a_later_snapshot_wins_and_an_older_one_is_ignored(web: WebHarness) -> N
     older = msgspec.structs.replace(case, state="DETECTED", updated_at=(base - timedelta(seconds=5)).isoformat())
     web.publish("incidents", case, newer, older)
     ops = web.client("ops")
-    web.wait_for(lambda: web.app.state.model.messages and ops.get(f"/api/incidents/{case.incident_id}").status_code == 200)
+    web.wait_for(lambda: web.app.state.bus.recorded and ops.get(f"/api/incidents/{case.incident_id}").status_code == 200)
     time.sleep(0.5)
     assert ops.get(f"/api/incidents/{case.incident_id}").json()["state"] == "ACCEPTED"
 
@@ -118,7 +118,7 @@ def test_escalated_and_overdue_cases_are_flagged(web: WebHarness) -> None:
     escalated = incident(state="ESCALATED")
     web.publish("incidents", late, escalated)
     ops = web.client("ops")
-    web.wait_for(lambda: escalated.incident_id in web.app.state.model.incidents)
+    web.wait_for(lambda: web.app.state.store.incident(escalated.incident_id) is not None)
     assert ops.get(f"/api/incidents/{late.incident_id}").json()["overdue"] is True
     assert ops.get(f"/api/incidents/{escalated.incident_id}").json()["escalated"] is True
     rows = ops.get("/api/incidents").json()

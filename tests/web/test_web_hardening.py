@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 
 from conftest import reader_from_beginning
 from contract import DeadLetter, new_id
-from web_harness import (PASSWORDS, WebHarness, camera_status, dispatched_case, incident, start_web, stored_evidence,
+from web_harness import (count_rows, PASSWORDS, WebHarness, camera_status, dispatched_case, incident, start_web, stored_evidence,
                          street_jpeg)
 
 pytestmark = [pytest.mark.kafka]
@@ -93,7 +93,7 @@ def test_poison_messages_are_dead_lettered_and_the_read_model_keeps_reading(web:
         case = incident()
         web.publish("incidents", case)
         ops = web.client("ops")
-        web.wait_for(lambda: case.incident_id in web.app.state.model.incidents, what="the valid incident")
+        web.wait_for(lambda: web.app.state.store.incident(case.incident_id) is not None, what="the valid incident")
         web.wait_for(lambda: bad_records("dead_letter") > before["dead_letter"], what="the bad dead letter counted")
 
     health = web.client().get("/api/health")
@@ -121,9 +121,9 @@ def test_a_failing_consumer_loop_shows_in_health_and_restarts_without_refolding(
     bus.restart_backoff_s = 1.0
     first = incident()
     web.publish("incidents", first)
-    web.wait_for(lambda: first.incident_id in web.app.state.model.incidents, what="the first incident")
-    folded = web.app.state.model.messages
-    alerts_before = len(web.app.state.model.alerts)
+    web.wait_for(lambda: web.app.state.store.incident(first.incident_id) is not None, what="the first incident")
+    folded = web.app.state.bus.recorded
+    alerts_before = count_rows(web, "alerts")
     failures = REGISTRY.get_sample_value("nonsite_web_read_model_failures_total") or 0.0
     client = web.client()
     with capture_logs() as logs:
@@ -139,9 +139,9 @@ def test_a_failing_consumer_loop_shows_in_health_and_restarts_without_refolding(
     assert failed and "ConsumerStoppedError" in failed[0]["error"] and failed[0]["log_level"] == "error"
     later = incident()
     web.publish("incidents", later)
-    web.wait_for(lambda: later.incident_id in web.app.state.model.incidents, what="an incident after the restart")
-    assert web.app.state.model.messages == folded + 1  # resumed where it was: nothing read twice
-    assert len(web.app.state.model.alerts) == alerts_before
+    web.wait_for(lambda: web.app.state.store.incident(later.incident_id) is not None, what="an incident after the restart")
+    assert web.app.state.bus.recorded == folded + 1  # resumed where it was: nothing read twice
+    assert count_rows(web, "alerts") == alerts_before
 
 
 def test_a_dead_letter_whose_raw_text_nests_deeply_does_not_break_the_feedback_verdicts(web: WebHarness) -> None:
@@ -149,7 +149,7 @@ def test_a_dead_letter_whose_raw_text_nests_deeply_does_not_break_the_feedback_v
                         reason="unusable", at="2026-11-21T01:00:00.000Z", raw="[" * 5_000)
     before = bad_records("dead_letter")
     web.publish("dead_letter", letter)
-    web.wait_for(lambda: web.app.state.model.outcome(f"{letter.topic}/0/{10**9}"), what="the dead letter's verdict")
+    web.wait_for(lambda: web.app.state.store.outcome(f"{letter.topic}/0/{10**9}"), what="the dead letter's verdict")
     assert bad_records("dead_letter") == before
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 from contract import new_id
 from nonsite.privacy import plate_key
-from web_harness import SCRIPT, WebHarness, expected_figures, incident, publish_script, start_web, task_for
+from web_harness import count_rows, SCRIPT, WebHarness, expected_figures, incident, publish_script, start_web, task_for
 
 pytestmark = [pytest.mark.kafka]
 OCTOBER = {"from": "2026-10-01", "to": "2026-10-31"}
@@ -29,8 +29,7 @@ def publish_plated(harness: WebHarness) -> None:
                           officer_id="O201", task_id=new_id(), updated_at=seen + timedelta(minutes=20), plate=plate)
         harness.publish("incidents", record)
         harness.publish("tasks", task_for(record, "O201"))
-    model = harness.app.state.model
-    harness.wait_for(lambda: len(model.tasks) >= len(SCRIPT) + len(PLATED), what="plated cases in the read model")
+    harness.wait_for(lambda: count_rows(harness, "tasks") >= len(SCRIPT) + len(PLATED), what="plated cases recorded")
 
 
 @pytest.fixture(scope="module")

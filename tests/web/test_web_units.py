@@ -1,32 +1,18 @@
-"""Pure parts of the web, without Kafka: tokens, logins, the read model, statistics, the evidence store."""
+"""Pure parts of the web, without Kafka: tokens, logins, views and response models, the evidence store."""
 from __future__ import annotations
 
 import hashlib
-import xml.etree.ElementTree as ElementTree
-from datetime import date, datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
 
-from contract import Alert, CaseEvent, Incident, new_id, to_iso
+from contract import Alert, CaseEvent, to_iso
 from nonsite.evidence import EvidenceStore
 from web import uploads
 from web import reports
 from web.auth import Principal, TokenIssuer, find_login
-from web.readmodel import ReadModel
 
-T0 = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
-
-
-def make_incident(state: str = "DISPATCHED", updated: datetime = T0, incident_id: str = "i1") -> Incident:
-    return Incident(incident_id=incident_id, camera_id="cam-01", scenario="stray_dog", zone_id="z", grid_id="G01",
-                    state=state, first_seen=to_iso(T0), last_seen=to_iso(T0), updated_at=to_iso(updated))
-
-
-def case_event(applied: bool = True, source: str = "", reason: str = "", to_state: str = "ACCEPTED") -> CaseEvent:
-    return CaseEvent(event_id=new_id(), incident_id="i1", seq=1, at=to_iso(T0), actor="O101", action="accept",
-                     from_state="DISPATCHED", to_state=to_state, applied=applied, reason=reason, source=source)
+from history_support import T0, make_incident, new_store, put
 
 
 # ------------------------------------------------------------------ auth
@@ -66,60 +52,6 @@ def test_demo_logins_are_listed_only_while_their_demo_password_works(city) -> No
     assert "ops" not in {a["username"] for a in _demo_logins(changed)}
 
 
-# ------------------------------------------------------------------ read model
-def test_latest_snapshot_wins() -> None:
-    model = ReadModel()
-    model.apply("incidents", make_incident("ACCEPTED", T0 + timedelta(seconds=5)))
-    assert model.apply("incidents", make_incident("DISPATCHED", T0)) == []
-    assert model.incidents["i1"].state == "ACCEPTED"
-
-
-def test_outcome_is_found_by_the_feedback_id_in_source_or_reason() -> None:
-    model = ReadModel()
-    by_source, by_reason = new_id(), new_id()
-    model.apply("case_events", case_event(source=f"nonsite.feedback/2/17#{by_source}"))
-    model.apply("case_events", case_event(applied=False, reason=f"feedback {by_reason}: illegal transition"))
-    assert model.outcome(by_source).applied is True
-    assert model.outcome(by_reason).applied is False
-    assert model.outcome(new_id()) is None
-
-
-def test_outcome_is_found_by_the_feedback_position() -> None:
-    model = ReadModel()
-    model.apply("case_events", case_event(source="nonsite.feedback/3/41"))
-    assert model.outcome(new_id(), "nonsite.feedback/3/41").applied is True
-    assert model.outcome(new_id(), "nonsite.feedback/3/4") is None
-
-
-def test_a_dead_lettered_feedback_is_a_refusal() -> None:
-    from contract import DeadLetter, Feedback
-
-    model = ReadModel(feedback_topic="nonsite.feedback")
-    feedback = Feedback(feedback_id=new_id(), incident_id="nope", action="accept", actor="O101", at=to_iso(T0))
-    for topic in ("nonsite.detections", "nonsite.feedback"):
-        model.apply("dead_letter", DeadLetter(dead_letter_id="d", topic=topic, partition=1, offset=9,
-                                              reason="feedback for unknown case 'nope'", at=to_iso(T0),
-                                              raw=feedback.to_json().decode()))
-    verdict = model.outcome(feedback.feedback_id, "nonsite.feedback/1/9")
-    assert (verdict.applied, verdict.reason, verdict.action) == (False, "feedback for unknown case 'nope'", "accept")
-    assert model.outcome("nonsite.detections/1/9") is None
-
-
-def test_a_refusal_outranks_other_events_of_the_same_feedback() -> None:
-    model = ReadModel()
-    feedback_id = new_id()
-    model.apply("case_events", case_event(source=f"x#{feedback_id}"))
-    model.apply("case_events", case_event(applied=False, source=f"x#{feedback_id}", reason="no"))
-    assert model.outcome(feedback_id).reason == "no"
-
-
-def test_an_escalation_alert_marks_the_case() -> None:
-    model = ReadModel()
-    model.apply("alerts", Alert(alert_id="a", kind="escalated", severity="critical", at=to_iso(T0), message="late",
-                                incident_id="i9"))
-    assert "i9" in model.escalated
-
-
 # ------------------------------------------------------------------ response models
 def test_response_models_declare_every_field_of_the_records_they_show() -> None:
     from contract import Evidence, Task
@@ -139,16 +71,15 @@ def test_response_models_give_back_the_views_unchanged(city) -> None:
     def answer(model, view: dict) -> dict:
         return jsonable_encoder(model.model_validate(view).model_dump(mode="json", by_alias=True, exclude_unset=True))
 
-    model = ReadModel()
-    model.apply("incidents", make_incident())
-    model.apply("incidents", msgspec.structs.replace(make_incident(incident_id="i2"), lat=30, lon=120.5))
+    writer, store = new_store()
+    put(writer, make_incident(), msgspec.structs.replace(make_incident(incident_id="i2"), lat=30, lon=120.5))
     task = Task(task_id="t1", incident_id="i1", officer_id="O101", grid_id="G01", scenario="stray_dog",
                 assigned_at=to_iso(T0), accept_by=to_iso(T0), deadline=to_iso(T0))
     orphan = Task(task_id="t2", incident_id="nowhere", officer_id="O101", grid_id="G01", scenario="stray_dog",
                   assigned_at=to_iso(T0), accept_by=to_iso(T0), deadline=to_iso(T0))
-    views = [(schemas.IncidentView, incident_view(city, model, i)) for i in model.all_incidents()]
-    views += [(schemas.TaskView, task_view(city, model, t)) for t in (task, orphan)]
-    views += [(schemas.Camera, row) for row in camera_view(city, model)]
+    views = [(schemas.IncidentView, incident_view(city, store, store.incident(i))) for i in ("i1", "i2")]
+    views += [(schemas.TaskView, task_view(city, store, t)) for t in (task, orphan)]
+    views += [(schemas.Camera, row) for row in camera_view(city, store)]
     for response_model, view in views:
         assert answer(response_model, view) == view
         assert set(view) <= set(response_model.model_fields), set(view) - set(response_model.model_fields)
@@ -158,50 +89,13 @@ def test_response_models_give_back_the_views_unchanged(city) -> None:
 def test_report_models_keep_from_and_to(city) -> None:
     from web.api import schemas
 
-    total = reports.Figures("total", "合计 Total", filed=2, due=1, closed=1, on_time=1).as_dict()
+    total = reports.Figures("total", "合计 Total", filed=2, false_alarms=1, closed=1, on_time=1).as_dict()
     summary = {"from": "2026-10-01", "to": "2026-10-31", "by": "grid", "rows": [total], "total": total}
     assert schemas.Summary.model_validate(summary).model_dump(by_alias=True, exclude_unset=True) == summary
-    ranking = reports.ranking([reports.Figures("x", "X", due=3)], 1)
+    ranking = reports.ranking([reports.Figures("x", "X", filed=3)], 1)
     ranked = {"from": "a", "to": "b", "by": "officer", **ranking.as_dict()}
     dumped = schemas.Ranking.model_validate(ranked).model_dump(by_alias=True, exclude_unset=True)
     assert dumped == ranked and list(dumped["ranked"][0])[0] == "rank"
-
-
-# ------------------------------------------------------------------ statistics
-def facts(closed_after: float | None, rejected: bool = False, deadline_after: float = 60, officer: str = "O1",
-          reworked: bool = False) -> reports.CaseFacts:
-    return reports.CaseFacts(new_id(), "stray_dog", "G01", officer, "cam-01", T0, T0, T0 + timedelta(minutes=deadline_after),
-                             None if closed_after is None else T0 + timedelta(minutes=closed_after), rejected, reworked)
-
-
-def test_rates_follow_the_published_definitions() -> None:
-    rows, total = reports.summarise([facts(10), facts(70), facts(None), facts(None, rejected=True),
-                                     facts(30, reworked=True)], "officer", {})
-    assert (total.filed, total.due, total.closed, total.on_time) == (5, 4, 3, 2)
-    assert total.closure_rate == 0.75 and total.on_time_rate == 0.5 and total.rework_rate == 0.25
-    assert total.false_alarm_rate == 0.2 and total.mean_minutes_to_close == round((10 + 70 + 30) / 3, 1)
-
-
-def test_ranking_leaves_small_samples_unranked() -> None:
-    cases = [facts(10, officer="big") for _ in range(9)] + [facts(None, officer="big")] + [facts(5, officer="tiny")]
-    rows, _ = reports.summarise(cases, "officer", {})
-    ranking = reports.ranking(rows, min_sample=10)
-    assert [r.group for r in ranking.ranked] == ["big"] and [r.group for r in ranking.unranked] == ["tiny"]
-
-
-def test_periods_use_local_days() -> None:
-    shanghai = ZoneInfo("Asia/Shanghai")
-    period = reports.month_period("2026-12", shanghai)
-    assert (period.first, period.last) == (date(2026, 12, 1), date(2026, 12, 31))
-    assert period.covers(datetime(2026, 11, 30, 16, 30, tzinfo=timezone.utc))  # 00:30 on 1 Dec in Shanghai
-    assert not period.covers(datetime(2026, 11, 30, 15, 30, tzinfo=timezone.utc))
-
-
-def test_trend_chart_is_well_formed_svg() -> None:
-    period = reports.Period(date(2026, 11, 1), date(2026, 11, 3), ZoneInfo("UTC"))
-    svg = reports.trend_svg(reports.daily([facts(10), facts(None)], period))
-    root = ElementTree.fromstring(svg)
-    assert root.tag.endswith("svg") and len(root.findall("{http://www.w3.org/2000/svg}rect")) >= 4
 
 
 # ------------------------------------------------------------------ evidence store
@@ -238,23 +132,3 @@ def test_plate_key_is_stable_and_keyed(monkeypatch) -> None:
     monkeypatch.delenv("NONSITE_PLATE_SECRET")
     assert privacy.plate_key("京A88731") == privacy.plate_key("京A88731", secret=privacy.DEVELOPMENT_SECRET)
     assert doctest.testmod(privacy).failed == 0
-
-
-def test_repeat_offenders_count_by_key_and_keep_no_plate() -> None:
-    model = ReadModel()
-    plates = ["京A88731", "京A88731", "京A88731", "沪B12345", "粤C99999", "粤C99999"]
-    for index, plate in enumerate(plates):
-        record = msgspec.structs.replace(make_incident(incident_id=f"p{index}"), plate=plate,
-                                         state="REJECTED" if index == 5 else "DISPATCHED")
-        model.apply("incidents", record)
-    model.apply("incidents", make_incident(incident_id="no-plate"))
-
-    class City:  # what case_facts asks of the city
-        def scenario(self, _):
-            return None
-
-    facts = reports.case_facts(City(), model)
-    assert not any(plate in repr(facts) for plate in plates)
-    rows = reports.repeat_offenders(facts)
-    from nonsite.privacy import plate_key
-    assert [(r.plate_key, r.incidents, r.scenarios) for r in rows] == [(plate_key("京A88731"), 3, ["stray_dog"])]

@@ -1,5 +1,5 @@
-"""What the routers share: the app's city and read model, lookups that answer 404, who uploaded a file,
-and sending one feedback to the case processor and waiting for its answer."""
+"""What the routers share: the app's city and case store (the system of record), lookups that answer 404,
+who uploaded a file, and sending one feedback to the case processor and waiting for its answer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,7 +12,7 @@ from contract import Feedback, Incident, new_id, utc_now
 from nonsite.config import City
 from web.api.schemas import Outcome
 from web.auth import Principal
-from web.readmodel import ReadModel, Verdict, norm_state
+from history.queries import CaseStore, Verdict
 
 # answers of the feedback routes besides 200 (for the OpenAPI document)
 OUTCOME_RESPONSES: dict[int | str, dict[str, Any]] = {202: {"model": Outcome}, 409: {"model": Outcome}}
@@ -23,20 +23,20 @@ def city_of(request: Request) -> City:
     return request.app.state.city
 
 
-def model_of(request: Request) -> ReadModel:
-    return request.app.state.model
+def store_of(request: Request) -> CaseStore:
+    return request.app.state.store
 
 
 def known_incident(request: Request, incident_id: str) -> Incident:
-    found = model_of(request).incidents.get(incident_id)
+    found = store_of(request).incident(incident_id)
     if found is None:
         raise HTTPException(404, f"incident_id: unknown incident '{incident_id}'")
     return found
 
 
 def uploaded_by(request: Request, person_id: str, sha256: str) -> bool:
-    """Whether ``person_id`` sent this file to POST /api/uploads (since this server started)."""
-    return person_id in request.app.state.uploaded_by.get(sha256, set())
+    """Whether ``person_id`` sent this file to POST /api/uploads."""
+    return store_of(request).uploaded_by(person_id, sha256)
 
 
 def new_feedback(who: Principal, incident_id: str, action: str, **fields: Any) -> Feedback:
@@ -58,7 +58,7 @@ def outcome(feedback_id: str, action: str, verdict: Optional[Verdict]) -> Outcom
         return Outcome(feedback_id=feedback_id, action=action, status="pending",
                        reason="sent; the case processor has not answered yet")
     return Outcome(feedback_id=feedback_id, action=action, status="applied" if verdict.applied else "refused",
-                   reason=verdict.reason, to_state=norm_state(verdict.to_state) or None)
+                   reason=verdict.reason, to_state=(verdict.to_state or "").upper() or None)
 
 
 async def send_and_wait(request: Request, feedback: Feedback) -> JSONResponse:

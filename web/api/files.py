@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 
 from nonsite.evidence import SHA256
 from web.uploads import media_type
-from web.api.deps import model_of, uploaded_by
+from web.api.deps import store_of, uploaded_by
 from web.auth import Principal
 from web.security import ANY_ROLE
 
@@ -20,9 +20,9 @@ def _may_read(request: Request, who: Principal, sha256: str) -> bool:
     """An officer reads their own uploads and the evidence of cases assigned to them; other roles read all."""
     if who.role != "officer":
         return True
-    model = model_of(request)
+    store = store_of(request)
     return uploaded_by(request, who.person_id, sha256) or any(
-        model.officer_may_see(who.person_id, incident_id) for incident_id in model.incidents_with_evidence(sha256))
+        store.officer_may_see(who.person_id, incident_id) for incident_id in store.incidents_with_evidence(sha256))
 
 
 @router.get("/evidence/{sha256}", summary="an evidence file, to users allowed to see its case")

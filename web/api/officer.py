@@ -9,11 +9,11 @@ from fastapi.responses import JSONResponse
 
 from contract import Evidence, Task
 from web.uploads import image_problem, media_type
-from web.api.deps import OUTCOME_RESPONSES, city_of, model_of, new_feedback, outcome, send_and_wait, uploaded_by
+from web.api.deps import OUTCOME_RESPONSES, city_of, new_feedback, outcome, send_and_wait, store_of, uploaded_by
 from web.api.schemas import ActionIn, Outcome, StoredEvidence, TaskDetail, TaskView
 from web.auth import Principal
 from web.security import ANY_ROLE, OFFICER
-from web.views import REJECT_REASONS, case_event_view, evidence_url, task_order, task_view
+from web.views import REJECT_REASONS, case_event_view, evidence_url, now_utc, task_order, task_view
 
 router = APIRouter(prefix="/api", tags=["officer"])
 RECENT_DONE_TASKS = 30  # finished tasks still listed under an officer's active ones
@@ -24,15 +24,15 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {
 
 @router.get("/my/tasks", response_model=list[TaskView], response_model_exclude_unset=True,
             summary="the caller's tasks: active first, urgent and newest first")
-async def my_tasks(request: Request, who: Principal = Depends(OFFICER)) -> list[dict]:
-    city, model = city_of(request), model_of(request)
-    views = sorted((task_view(city, model, t) for t in model.tasks_of_officer(who.person_id)), key=task_order)
+def my_tasks(request: Request, who: Principal = Depends(OFFICER)) -> list[dict]:
+    city, store = city_of(request), store_of(request)
+    views = sorted((task_view(city, store, t) for t in store.tasks_of_officer(who.person_id)), key=task_order)
     active = [v for v in views if v["active"]]
     return active + [v for v in views if not v["active"]][:RECENT_DONE_TASKS]
 
 
 def _own_task(request: Request, who: Principal, task_id: str) -> Task:
-    task = model_of(request).tasks.get(task_id)
+    task = store_of(request).task(task_id)
     if task is None:
         raise HTTPException(404, f"task_id: unknown task '{task_id}'")
     if who.role == "officer" and task.officer_id != who.person_id:
@@ -42,12 +42,12 @@ def _own_task(request: Request, who: Principal, task_id: str) -> Task:
 
 @router.get("/tasks/{task_id}", response_model=TaskDetail, response_model_exclude_unset=True,
             summary="one task with the evidence, location and history")
-async def task_detail(task_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict:
+def task_detail(task_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict:
     task = _own_task(request, who, task_id)
-    model = model_of(request)
-    history = model.history(task.incident_id)
+    store = store_of(request)
+    history = store.history(task.incident_id)
     photos = list(dict.fromkeys(sha for event in history for sha in event.evidence))
-    return {**task_view(city_of(request), model, task), "history": [case_event_view(e) for e in history],
+    return {**task_view(city_of(request), store, task), "history": [case_event_view(e) for e in history],
             "photos": [{"sha256": sha, "url": evidence_url(sha)} for sha in photos
                        if request.app.state.evidence.locate(sha)]}
 
@@ -59,7 +59,7 @@ def may_attach(request: Request, who: Principal, incident_id: str, sha256: str) 
     someone else uploaded, or evidence of another case, must not be attachable.
     """
     return uploaded_by(request, who.person_id, sha256) or \
-        incident_id in model_of(request).incidents_with_evidence(sha256)
+        incident_id in store_of(request).incidents_with_evidence(sha256)
 
 
 def _attachable_photo(request: Request, who: Principal, incident_id: str, index: int, sha256: str) -> Evidence:
@@ -90,19 +90,19 @@ async def task_action(task_id: str, body: ActionIn, request: Request,
 
 @router.get("/feedback/{feedback_id}", response_model=Outcome,
             summary="the processor's answer to an earlier action (when POST returned 202 pending)")
-async def feedback_outcome(feedback_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> Outcome:
+def feedback_outcome(feedback_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> Outcome:
     sent = request.app.state.sent.get(feedback_id)
-    model = model_of(request)
+    store = store_of(request)
     if sent is None:  # sent before this server started: only the id can find the answer
-        verdict = model.outcome(feedback_id)
+        verdict = store.outcome(feedback_id)
         if verdict is None:
             raise HTTPException(404, f"feedback_id: no feedback '{feedback_id[:40]}' known to this server")
-        if who.role == "officer" and not model.officer_may_see(who.person_id, verdict.incident_id):
+        if who.role == "officer" and not store.officer_may_see(who.person_id, verdict.incident_id):
             raise HTTPException(403, "feedback_id: not your case")
         return outcome(feedback_id, verdict.action, verdict)
     if who.role == "officer" and sent.actor != who.person_id:
         raise HTTPException(403, "feedback_id: not your action")
-    return outcome(feedback_id, sent.action, model.outcome(feedback_id, sent.position))
+    return outcome(feedback_id, sent.action, store.outcome(feedback_id, sent.position))
 
 
 def _declared_type(request: Request, allowed: list[str]) -> str:
@@ -140,5 +140,5 @@ async def upload(request: Request, who: Principal = Depends(OFFICER)) -> dict:
     if problem is not None:
         raise HTTPException(415, f"body: {problem}")
     saved = await asyncio.to_thread(request.app.state.evidence.put, data, "officer_photo", declared)
-    request.app.state.uploaded_by.setdefault(saved.sha256, set()).add(who.person_id)
+    await asyncio.to_thread(store_of(request).add_upload, saved.sha256, who.person_id, now_utc().replace(tzinfo=None))
     return {**saved.asdict_deep(), "url": evidence_url(saved.sha256), "size": len(data)}

@@ -211,6 +211,15 @@ class IncidentView(Out):
     evidence: list[EvidenceLink] = []
 
 
+class CasePage(Out):
+    """GET /api/cases: one page of the cases the filters keep, newest first, and how many match in all."""
+
+    page: int
+    per_page: int
+    total: int
+    cases: list[IncidentView]
+
+
 class IncidentDetail(IncidentView):
     tasks: list[TaskOut]
     history: list[CaseEventOut]

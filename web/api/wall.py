@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from contract import parse_iso
-from web.api.deps import OUTCOME_RESPONSES, city_of, known_incident, model_of, new_feedback, send_and_wait
+from history.queries import hours_ago
+from web.api.deps import OUTCOME_RESPONSES, city_of, known_incident, new_feedback, send_and_wait, store_of
 from web.api.schemas import AlertOut, Camera, IncidentDetail, IncidentView, Outcome, ReassignIn
 from web.auth import Principal
-from web.readmodel import TERMINAL_STATES, norm_state
 from web.security import ANY_ROLE, LIVE_ROLES, OPERATOR
 from web.views import ALERTS_SHOWN, alert_view, camera_status_view, camera_view, case_event_view, incident_view, \
     recent_alerts
@@ -24,31 +22,21 @@ WALL_RECENT_HOURS = 24
 WALL_LIMIT = 500
 
 
-def _on_wall(incident, scenario: Optional[str], grid: Optional[str], state: Optional[str], since: datetime) -> bool:
-    """Whether the filters keep this incident; a finished case stays only for a day unless asked for by state."""
-    if scenario and incident.scenario != scenario or grid and incident.grid_id != grid:
-        return False
-    if state and norm_state(incident.state) != state.upper():
-        return False
-    return not (norm_state(incident.state) in TERMINAL_STATES and parse_iso(incident.updated_at) < since
-                and not state)
-
-
 PLATE_ROLES = ("operator", "officer")  # the roles that handle cases; a supervisor sees no plate text
 
 
-def _for(who: Principal, view: dict) -> dict:
+def for_role(who: Principal, view: dict) -> dict:
     """An incident view as ``who`` may see it: the plate (personal data) only for the roles handling cases."""
     return view if who.role in PLATE_ROLES else {**view, "plate": None}
 
 
 def _wall_incidents(request: Request, who: Principal, scenario: Optional[str] = None, grid: Optional[str] = None,
                     state: Optional[str] = None, limit: int = WALL_LIMIT) -> list[dict]:
-    """Open cases first, escalated or overdue first among them, then newest first."""
-    city, model = city_of(request), model_of(request)
-    since = datetime.now().astimezone() - timedelta(hours=WALL_RECENT_HOURS)
-    rows = [_for(who, incident_view(city, model, incident)) for incident in model.all_incidents()
-            if _on_wall(incident, scenario, grid, state, since)]
+    """Open cases first, escalated or overdue first among them, then newest first; a finished case stays a day
+    unless asked for by its state."""
+    city, store = city_of(request), store_of(request)
+    found = store.wall_incidents(hours_ago(WALL_RECENT_HOURS), scenario, grid, state)
+    rows = [for_role(who, incident_view(city, store, incident)) for incident in found]
     rows.sort(key=lambda v: v["first_seen"], reverse=True)
     rows.sort(key=lambda v: (not v["open"], not (v["escalated"] or v["overdue"])))
     return rows[:limit]
@@ -56,7 +44,7 @@ def _wall_incidents(request: Request, who: Principal, scenario: Optional[str] = 
 
 @router.get("/incidents", response_model=list[IncidentView], response_model_exclude_unset=True,
             summary="open and recent incidents, urgent first")
-async def incidents(request: Request, scenario: Optional[str] = Query(None, max_length=64),
+def incidents(request: Request, scenario: Optional[str] = Query(None, max_length=64),
                     grid: Optional[str] = Query(None, max_length=64), state: Optional[str] = Query(None, max_length=32),
                     limit: int = Query(WALL_LIMIT, ge=1, le=5000), who: Principal = Depends(LIVE_ROLES)) -> list[dict]:
     return _wall_incidents(request, who, scenario, grid, state, limit)
@@ -64,27 +52,27 @@ async def incidents(request: Request, scenario: Optional[str] = Query(None, max_
 
 @router.get("/incidents/{incident_id}", response_model=IncidentDetail, response_model_exclude_unset=True,
             summary="one incident with its tasks and audit trail")
-async def incident(incident_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict:
-    model = model_of(request)
+def incident(incident_id: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> dict:
+    store = store_of(request)
     found = known_incident(request, incident_id)
-    if who.role == "officer" and not model.officer_may_see(who.person_id, incident_id):
+    if who.role == "officer" and not store.officer_may_see(who.person_id, incident_id):
         raise HTTPException(403, "incident_id: this case is not assigned to you")
-    return {**_for(who, incident_view(city_of(request), model, found)),
-            "tasks": [t.asdict_deep() for t in model.tasks_of_incident(incident_id)],
-            "history": [case_event_view(e) for e in model.history(incident_id)]}
+    return {**for_role(who, incident_view(city_of(request), store, found)),
+            "tasks": [t.asdict_deep() for t in store.tasks_of_incident(incident_id)],
+            "history": [case_event_view(e) for e in store.history(incident_id)]}
 
 
 @router.get("/cameras", response_model=list[Camera], response_model_exclude_unset=True,
             summary="every camera with its latest online/offline status")
-async def cameras(request: Request, who: Principal = Depends(LIVE_ROLES)) -> list[dict]:
-    return camera_view(city_of(request), model_of(request))
+def cameras(request: Request, who: Principal = Depends(LIVE_ROLES)) -> list[dict]:
+    return camera_view(city_of(request), store_of(request))
 
 
 @router.get("/alerts", response_model=list[AlertOut], response_model_exclude_unset=True,
             summary="latest alerts, newest first")
-async def alerts(request: Request, limit: int = Query(ALERTS_SHOWN, ge=1, le=2000),
-                 who: Principal = Depends(LIVE_ROLES)) -> list[dict]:
-    return recent_alerts(model_of(request), limit)
+def alerts(request: Request, limit: int = Query(ALERTS_SHOWN, ge=1, le=2000),
+           who: Principal = Depends(LIVE_ROLES)) -> list[dict]:
+    return recent_alerts(store_of(request), limit)
 
 
 # ------------------------------------------------------------------ live events
@@ -93,19 +81,19 @@ def _sse(kind: str, data: Any) -> str:
 
 
 def _snapshot(request: Request, who: Principal) -> str:
-    city, model = city_of(request), model_of(request)
-    return _sse("snapshot", {"incidents": _wall_incidents(request, who), "cameras": camera_view(city, model),
-                             "alerts": recent_alerts(model, ALERTS_SHOWN)})
+    city, store = city_of(request), store_of(request)
+    return _sse("snapshot", {"incidents": _wall_incidents(request, who), "cameras": camera_view(city, store),
+                             "alerts": recent_alerts(store, ALERTS_SHOWN)})
 
 
 def _change_events(request: Request, changes: list, who: Principal) -> list[str]:
-    city, model = city_of(request), model_of(request)
+    city, store = city_of(request), store_of(request)
     out: list[str] = []
     for kind, record in changes:
         if kind == "incident":
-            out.append(_sse("incident", _for(who, incident_view(city, model, record))))
-        elif kind in ("task", "case_event") and record.incident_id in model.incidents:
-            out.append(_sse("incident", _for(who, incident_view(city, model, model.incidents[record.incident_id]))))
+            out.append(_sse("incident", for_role(who, incident_view(city, store, record))))
+        elif kind in ("task", "case_event") and (case := store.incident(record.incident_id)) is not None:
+            out.append(_sse("incident", for_role(who, incident_view(city, store, case))))
         elif kind == "camera":
             out.append(_sse("camera", camera_status_view(city, record)))
         elif kind == "alert":
@@ -149,7 +137,7 @@ async def reassign(incident_id: str, body: ReassignIn, request: Request,
     if not any(o.id == body.target_officer for o in city_of(request).officers):
         raise HTTPException(422, f"target_officer: unknown officer '{body.target_officer}'")
     found = known_incident(request, incident_id)
-    task = model_of(request).current_task(incident_id)
+    task = store_of(request).current_task(incident_id, found)
     feedback = new_feedback(who, incident_id, "reassign", task_id=task.task_id if task else found.task_id,
                             reason=body.reason, target_officer=body.target_officer)
     return await send_and_wait(request, feedback)

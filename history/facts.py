@@ -1,0 +1,84 @@
+"""What the statistics count about one case, derived from its snapshot, its tasks and its audit log.
+
+The one definition (docs/reports.md): a case is counted on the local day it was filed (``first_seen``);
+it is a false alarm when it ended ``REJECTED``; it is closed when an applied step took it to
+``CLOSED``/``VERIFIED``/``SELF_CORRECTED`` (the time of the last such step); on time when closed by its
+deadline (the case's, else its first task's, else filing + the scenario's SLA); reworked when it was
+reopened at least once; its time to close runs from filing to closing.
+
+Example::
+
+    >>> from contract import Incident
+    >>> case = Incident(incident_id="i1", camera_id="c1", scenario="stray_dog", zone_id="", grid_id="g1",
+    ...                 state="CLOSED", first_seen="2026-11-21T01:00:00Z", last_seen="2026-11-21T01:00:00Z",
+    ...                 updated_at="2026-11-21T02:00:00Z")
+    >>> derive(case, [], [], "Asia/Shanghai", sla_minutes=None)["minutes_to_close"]
+    60.0
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Optional
+from zoneinfo import ZoneInfo
+
+from contract import CaseEvent, Incident, Task, parse_iso
+from nonsite.privacy import plate_key
+
+CLOSED_STATES = frozenset({"CLOSED", "VERIFIED", "SELF_CORRECTED"})
+TERMINAL_STATES = CLOSED_STATES | {"REJECTED"}
+
+
+def naive_utc(text: Optional[str]) -> Optional[datetime]:
+    """An ISO timestamp as the naive UTC datetime the tables hold (None stays None)."""
+    return parse_iso(text).replace(tzinfo=None) if text else None
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A naive UTC datetime from the tables, made aware again."""
+    return moment.replace(tzinfo=timezone.utc)
+
+
+def local_day(moment: datetime, tz: str) -> str:
+    """The city's local date of a naive UTC moment, ``YYYY-MM-DD``."""
+    return as_utc(moment).astimezone(ZoneInfo(tz)).date().isoformat()
+
+
+def derive(incident: Incident, tasks: Iterable[Task], events: Iterable[CaseEvent], tz: str,
+           sla_minutes: Optional[float]) -> dict[str, Any]:
+    """The counted columns of ``cases`` for one case."""
+    tasks, events = list(tasks), sorted(events, key=lambda e: (e.seq, e.at))
+    filed_at = naive_utc(incident.first_seen)
+    assert filed_at is not None
+    state = incident.state.upper()
+    dispatched = [naive_utc(t.assigned_at) for t in tasks]
+    deadline = naive_utc(incident.deadline or (tasks[0].deadline if tasks else None))
+    if deadline is None and sla_minutes is not None:
+        deadline = filed_at + timedelta(minutes=sla_minutes)
+    closed_at = _closed_at(incident, events) if state != "REJECTED" else None
+    return {
+        "filed_day": local_day(filed_at, tz),
+        "dispatched_at": min(dispatched) if dispatched else None,  # type: ignore[type-var]
+        "deadline_at": deadline,
+        "closed_at": closed_at,
+        "minutes_to_close": max(0.0, (closed_at - filed_at).total_seconds() / 60) if closed_at else None,
+        "rejected": state == "REJECTED",
+        "reworked": incident.reopen_count > 0 or any(e.applied and e.to_state == "REOPENED" for e in events),
+        "escalated": state == "ESCALATED" or any(e.applied and e.to_state == "ESCALATED" for e in events),
+        "officer_id": incident.officer_id or (tasks[-1].officer_id if tasks else None),
+    }
+
+
+def _closed_at(incident: Incident, events: list[CaseEvent]) -> Optional[datetime]:
+    closing = [e for e in events if e.applied and (e.to_state or "") in CLOSED_STATES]
+    if closing:
+        return naive_utc(closing[-1].at)
+    return naive_utc(incident.updated_at) if incident.state.upper() in CLOSED_STATES else None
+
+
+def snapshot_columns(incident: Incident) -> dict[str, Any]:
+    """The searched columns of ``cases`` that come straight from the snapshot."""
+    return {"incident_id": incident.incident_id, "scenario": incident.scenario, "camera_id": incident.camera_id,
+            "grid_id": incident.grid_id, "zone_id": incident.zone_id, "state": incident.state.upper(),
+            "officer_id": incident.officer_id, "plate": incident.plate,
+            "plate_key": plate_key(incident.plate) if incident.plate else None,
+            "first_seen": naive_utc(incident.first_seen), "updated_at": naive_utc(incident.updated_at)}

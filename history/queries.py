@@ -1,0 +1,232 @@
+"""Questions asked of the system of record: one case, the wall's cases, a search, tasks, audit logs.
+
+Every answer is read from the database when asked, so the web app's memory does not grow with the
+history and a restart has nothing to rebuild.  Records come back as the contract's types.
+
+Example::
+
+    >>> from history.database import open_database
+    >>> store = CaseStore(open_database(":memory:"))
+    >>> store.incident("nope") is None, store.search(CaseSearch(camera_id="cam-1")).total
+    (True, 0)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Iterable, Optional
+
+from sqlalchemy import Engine, and_, func, or_, select
+
+from contract import Alert, CameraStatus, CaseEvent, Incident, Task
+from history import schema
+from history.facts import TERMINAL_STATES
+from nonsite.privacy import plate_key
+
+OPEN_TASK_STATUSES = ("assigned", "accepted")
+WALL_MAX = 5000
+DONE_TASKS_SHOWN = 50  # an officer's finished tasks listed beside the open ones
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The case processor's answer to one feedback: applied, or refused with the reason."""
+
+    applied: bool
+    reason: str
+    action: str
+    incident_id: str
+    to_state: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class CaseSearch:
+    """Filters of a case search; all optional, combined with AND. Days are the city's local dates."""
+
+    incident_id: Optional[str] = None
+    camera_id: Optional[str] = None
+    grid_id: Optional[str] = None
+    scenario: Optional[str] = None
+    state: Optional[str] = None
+    plate: Optional[str] = None
+    day_from: Optional[date] = None
+    day_to: Optional[date] = None
+    page: int = 1
+    per_page: int = 50
+
+
+@dataclass(frozen=True)
+class CasePage:
+    cases: list[Incident]
+    total: int
+    page: int
+    per_page: int
+
+
+def token_hash(token: str) -> str:
+    """Revoked tokens are kept by their hash: the table never holds a usable token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class CaseStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    # ------------------------------------------------------------ cases
+    def incident(self, incident_id: str) -> Optional[Incident]:
+        found = self._scalar(select(schema.cases.c.record).where(schema.cases.c.incident_id == incident_id))
+        return Incident.from_dict(_as_dict(found)) if found is not None else None
+
+    def is_escalated(self, incident_id: str) -> bool:
+        return bool(self._scalar(select(schema.cases.c.escalated).where(schema.cases.c.incident_id == incident_id)))
+
+    def wall_incidents(self, since: datetime, scenario: Optional[str] = None, grid: Optional[str] = None,
+                       state: Optional[str] = None) -> list[Incident]:
+        """Open cases, and finished ones updated since ``since`` (naive UTC); with ``state``, every case in it."""
+        cases = schema.cases.c
+        query = select(cases.record)
+        if state:
+            query = query.where(cases.state == state.upper())
+        else:
+            query = query.where(or_(cases.state.not_in(sorted(TERMINAL_STATES)), cases.updated_at >= since))
+        if scenario:
+            query = query.where(cases.scenario == scenario)
+        if grid:
+            query = query.where(cases.grid_id == grid)
+        query = query.order_by(cases.first_seen.desc()).limit(WALL_MAX)
+        return self._records(query, Incident)
+
+    def search(self, search: CaseSearch) -> CasePage:
+        """One page of the cases the filters keep, newest first, and how many there are in all."""
+        conditions = _search_conditions(search)
+        cases = schema.cases.c
+        query = select(cases.record).where(*conditions).order_by(cases.first_seen.desc(), cases.incident_id)
+        query = query.offset((search.page - 1) * search.per_page).limit(search.per_page)
+        total = self._scalar(select(func.count()).select_from(schema.cases).where(*conditions)) or 0
+        return CasePage(self._records(query, Incident), int(total), search.page, search.per_page)
+
+    def count_cases(self) -> int:
+        return int(self._scalar(select(func.count()).select_from(schema.cases)) or 0)
+
+    def incidents_with_evidence(self, sha256: str) -> set[str]:
+        query = select(schema.evidence.c.incident_id).where(schema.evidence.c.sha256 == sha256)
+        with self.engine.connect() as connection:
+            return {row.incident_id for row in connection.execute(query)}
+
+    def history(self, incident_id: str) -> list[CaseEvent]:
+        events = schema.case_events.c
+        query = select(events.record).where(events.incident_id == incident_id).order_by(events.seq, events.at)
+        return self._records(query, CaseEvent)
+
+    # ------------------------------------------------------------ tasks
+    def task(self, task_id: str) -> Optional[Task]:
+        found = self._scalar(select(schema.tasks.c.record).where(schema.tasks.c.task_id == task_id))
+        return Task.from_dict(_as_dict(found)) if found is not None else None
+
+    def tasks_of_incident(self, incident_id: str) -> list[Task]:
+        tasks = schema.tasks.c
+        query = select(tasks.record).where(tasks.incident_id == incident_id).order_by(tasks.assigned_at)
+        return self._records(query, Task)
+
+    def current_task(self, incident_id: str, incident: Optional[Incident] = None) -> Optional[Task]:
+        incident = incident or self.incident(incident_id)
+        if incident is not None and incident.task_id and (task := self.task(incident.task_id)) is not None:
+            return task
+        tasks = self.tasks_of_incident(incident_id)
+        return tasks[-1] if tasks else None
+
+    def tasks_of_officer(self, officer_id: str) -> list[Task]:
+        """The officer's open tasks and their latest finished ones."""
+        tasks = schema.tasks.c
+        mine = select(tasks.record).where(tasks.officer_id == officer_id)
+        open_tasks = self._records(mine.where(tasks.status.in_(OPEN_TASK_STATUSES)), Task)
+        done = mine.where(tasks.status.not_in(OPEN_TASK_STATUSES)).order_by(tasks.assigned_at.desc())
+        return open_tasks + self._records(done.limit(DONE_TASKS_SHOWN), Task)
+
+    def officer_may_see(self, officer_id: str, incident_id: str) -> bool:
+        tasks = schema.tasks.c
+        query = select(tasks.task_id).where(tasks.incident_id == incident_id, tasks.officer_id == officer_id)
+        return self._scalar(query.limit(1)) is not None
+
+    # ------------------------------------------------------------ feedback outcomes
+    def outcome(self, *keys: str) -> Optional[Verdict]:
+        """The processor's verdict on one feedback, by its id or its position on the feedback topic: the first
+        refusal if any step was refused, else the first applied step."""
+        wanted = [key for key in keys if key]
+        if not wanted:
+            return None
+        rows = schema.outcomes.c
+        query = select(rows.applied, rows.reason, rows.action, rows.incident_id, rows.to_state) \
+            .where(rows.lookup_key.in_(wanted)).order_by(rows.applied, rows.id).limit(1)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return Verdict(bool(row.applied), row.reason, row.action, row.incident_id, row.to_state) if row else None
+
+    # ------------------------------------------------------------ cameras and alerts
+    def cameras(self) -> dict[str, CameraStatus]:
+        return {status.camera_id: status for status in self._records(select(schema.cameras.c.record), CameraStatus)}
+
+    def recent_alerts(self, limit: int) -> list[Alert]:
+        """The latest alerts, newest first."""
+        query = select(schema.alerts.c.record).order_by(schema.alerts.c.at.desc()).limit(limit)
+        return self._records(query, Alert)
+
+    # ------------------------------------------------------------ uploads and revoked sessions
+    def add_upload(self, sha256: str, person_id: str, at: datetime) -> None:
+        with self.engine.begin() as connection:
+            exists = connection.execute(select(schema.uploads.c.sha256).where(
+                schema.uploads.c.sha256 == sha256, schema.uploads.c.person_id == person_id)).first()
+            if exists is None:
+                connection.execute(schema.uploads.insert().values(sha256=sha256, person_id=person_id, at=at))
+
+    def uploaded_by(self, person_id: str, sha256: str) -> bool:
+        uploads = schema.uploads.c
+        return self._scalar(select(uploads.sha256).where(uploads.sha256 == sha256,
+                                                         uploads.person_id == person_id)) is not None
+
+    def revoke(self, token: str, expires_at: datetime) -> None:
+        digest = token_hash(token)
+        with self.engine.begin() as connection:
+            connection.execute(schema.revocations.delete().where(schema.revocations.c.expires_at < datetime.utcnow()))
+            if connection.execute(select(schema.revocations.c.token_hash)
+                                  .where(schema.revocations.c.token_hash == digest)).first() is None:
+                connection.execute(schema.revocations.insert().values(token_hash=digest, expires_at=expires_at))
+
+    def is_revoked(self, token: str) -> bool:
+        revoked = schema.revocations.c
+        return self._scalar(select(revoked.token_hash).where(revoked.token_hash == token_hash(token))) is not None
+
+    # ------------------------------------------------------------ helpers
+    def _scalar(self, query: Any) -> Any:
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar()
+
+    def _records(self, query: Any, record_type: Any) -> list[Any]:
+        with self.engine.connect() as connection:
+            return [record_type.from_dict(_as_dict(row[0])) for row in connection.execute(query)]
+
+
+def _search_conditions(search: CaseSearch) -> list[Any]:
+    cases = schema.cases.c
+    wanted: Iterable[tuple[Any, Any]] = (
+        (cases.incident_id, search.incident_id), (cases.camera_id, search.camera_id),
+        (cases.grid_id, search.grid_id), (cases.scenario, search.scenario),
+        (cases.state, search.state.upper() if search.state else None),
+        (cases.plate_key, plate_key(search.plate) if search.plate else None))
+    conditions = [column == value for column, value in wanted if value]
+    if search.day_from:
+        conditions.append(cases.filed_day >= search.day_from.isoformat())
+    if search.day_to:
+        conditions.append(cases.filed_day <= search.day_to.isoformat())
+    return [and_(*conditions)] if conditions else []
+
+
+def _as_dict(value: Any) -> dict:
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def hours_ago(hours: float) -> datetime:
+    """A naive UTC moment ``hours`` before now, as the tables hold times."""
+    return datetime.utcnow() - timedelta(hours=hours)
