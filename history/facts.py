@@ -17,11 +17,13 @@ Example::
 """
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Optional
 from zoneinfo import ZoneInfo
 
-from contract import CaseEvent, Incident, Task, parse_iso
+from contract import Incident, parse_iso
 from nonsite.privacy import plate_key
 
 CLOSED_STATES = frozenset({"CLOSED", "VERIFIED", "SELF_CORRECTED"})
@@ -40,38 +42,62 @@ def as_utc(moment: datetime) -> datetime:
 
 def local_day(moment: datetime, tz: str) -> str:
     """The city's local date of a naive UTC moment, ``YYYY-MM-DD``."""
-    return as_utc(moment).astimezone(ZoneInfo(tz)).date().isoformat()
+    return as_utc(moment).astimezone(_zone(tz)).date().isoformat()
 
 
-def derive(incident: Incident, tasks: Iterable[Task], events: Iterable[CaseEvent], tz: str,
+@functools.lru_cache(maxsize=8)
+def _zone(tz: str) -> ZoneInfo:
+    return ZoneInfo(tz)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the statistics need of one case event (its columns in ``case_events``)."""
+
+    seq: int
+    at: datetime  # naive UTC
+    applied: bool
+    to_state: Optional[str]
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """What the statistics need of one task (its columns in ``tasks``)."""
+
+    assigned_at: datetime  # naive UTC
+    deadline: Optional[datetime]
+    officer_id: str
+
+
+def derive(incident: Incident, dispatches: Iterable[Dispatch], steps: Iterable[Step], tz: str,
            sla_minutes: Optional[float]) -> dict[str, Any]:
     """The counted columns of ``cases`` for one case."""
-    tasks, events = list(tasks), sorted(events, key=lambda e: (e.seq, e.at))
+    dispatches = sorted(dispatches, key=lambda d: d.assigned_at)
+    steps = sorted(steps, key=lambda e: (e.seq, e.at))
     filed_at = naive_utc(incident.first_seen)
     assert filed_at is not None
     state = incident.state.upper()
-    dispatched = [naive_utc(t.assigned_at) for t in tasks]
-    deadline = naive_utc(incident.deadline or (tasks[0].deadline if tasks else None))
+    deadline = naive_utc(incident.deadline) or (dispatches[0].deadline if dispatches else None)
     if deadline is None and sla_minutes is not None:
         deadline = filed_at + timedelta(minutes=sla_minutes)
-    closed_at = _closed_at(incident, events) if state != "REJECTED" else None
+    closed_at = _closed_at(incident, steps) if state != "REJECTED" else None
     return {
         "filed_day": local_day(filed_at, tz),
-        "dispatched_at": min(dispatched) if dispatched else None,  # type: ignore[type-var]
+        "dispatched_at": dispatches[0].assigned_at if dispatches else None,
         "deadline_at": deadline,
         "closed_at": closed_at,
         "minutes_to_close": max(0.0, (closed_at - filed_at).total_seconds() / 60) if closed_at else None,
         "rejected": state == "REJECTED",
-        "reworked": incident.reopen_count > 0 or any(e.applied and e.to_state == "REOPENED" for e in events),
-        "escalated": state == "ESCALATED" or any(e.applied and e.to_state == "ESCALATED" for e in events),
-        "officer_id": incident.officer_id or (tasks[-1].officer_id if tasks else None),
+        "reworked": incident.reopen_count > 0 or any(e.applied and e.to_state == "REOPENED" for e in steps),
+        "escalated": state == "ESCALATED" or any(e.applied and e.to_state == "ESCALATED" for e in steps),
+        "officer_id": incident.officer_id or (dispatches[-1].officer_id if dispatches else None),
     }
 
 
-def _closed_at(incident: Incident, events: list[CaseEvent]) -> Optional[datetime]:
-    closing = [e for e in events if e.applied and (e.to_state or "") in CLOSED_STATES]
+def _closed_at(incident: Incident, steps: list[Step]) -> Optional[datetime]:
+    closing = [e for e in steps if e.applied and (e.to_state or "") in CLOSED_STATES]
     if closing:
-        return naive_utc(closing[-1].at)
+        return closing[-1].at
     return naive_utc(incident.updated_at) if incident.state.upper() in CLOSED_STATES else None
 
 

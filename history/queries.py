@@ -65,6 +65,47 @@ class CasePage:
     per_page: int
 
 
+@dataclass(frozen=True)
+class CaseFacts:
+    """One case with the facts :mod:`history.facts` derived for it (naive UTC times, as the tables hold)."""
+
+    incident: Incident
+    dispatched_at: Optional[datetime]
+    deadline_at: Optional[datetime]
+    closed_at: Optional[datetime]
+    minutes_to_close: Optional[float]
+    rejected: bool
+    reworked: bool
+
+
+@dataclass(frozen=True)
+class FiledCases:
+    """Filters of :meth:`CaseStore.filed_cases`, combined with AND; filing times are naive UTC, both ends included.
+
+    ``closed``: True for the finished cases (closed or rejected, :data:`TERMINAL_STATES`), False for the others."""
+
+    scenarios: tuple[str, ...] = ()
+    closed: Optional[bool] = None
+    filed_from: Optional[datetime] = None
+    filed_to: Optional[datetime] = None
+    incident_ids: tuple[str, ...] = ()
+    offset: int = 0
+    limit: int = 1000
+
+
+@dataclass(frozen=True)
+class Access:
+    """One row of the access log: who looked at what (an evidence file, a case export), when and why."""
+
+    at: datetime
+    person_id: str
+    role: str
+    what: str
+    target: str
+    incident_id: Optional[str]
+    reason: str
+
+
 def token_hash(token: str) -> str:
     """Revoked tokens are kept by their hash: the table never holds a usable token."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -198,7 +239,46 @@ class CaseStore:
         revoked = schema.revocations.c
         return self._scalar(select(revoked.token_hash).where(revoked.token_hash == token_hash(token))) is not None
 
+    # ------------------------------------------------------------ case facts and filed cases
+    def facts(self, incident_id: str) -> Optional[CaseFacts]:
+        rows = self._facts(select(*_FACT_COLUMNS).where(schema.cases.c.incident_id == incident_id))
+        return rows[0] if rows else None
+
+    def filed_cases(self, wanted: FiledCases) -> list[CaseFacts]:
+        """The cases the filters keep, with their facts, newest filing first (then by id: a stable paging order)."""
+        cases = schema.cases.c
+        query = select(*_FACT_COLUMNS).where(*_filed_conditions(wanted))
+        query = query.order_by(cases.first_seen.desc(), cases.incident_id).offset(wanted.offset).limit(wanted.limit)
+        return self._facts(query)
+
+    # ------------------------------------------------------------ the access log
+    def log_access(self, person_id: str, role: str, what: str, target: str, incident_id: Optional[str] = None,
+                   reason: str = "", at: Optional[datetime] = None) -> None:
+        """Record that ``person_id`` (as ``role``) looked at ``target``: ``what`` says what it is (``export``: a
+        case export, target the incident id; ``evidence``: a file, target its sha256)."""
+        row = {"at": at or datetime.utcnow(), "person_id": person_id, "role": role, "what": what,
+               "target": target, "incident_id": incident_id, "reason": reason}
+        with self.engine.begin() as connection:
+            connection.execute(schema.access_log.insert().values(**row))
+
+    def accesses(self, target: Optional[str] = None, incident_id: Optional[str] = None, what: Optional[str] = None,
+                 limit: int = 1000) -> list[Access]:
+        """Access log rows matching every filter given, newest first."""
+        log = schema.access_log.c
+        wanted = [(log.target, target), (log.incident_id, incident_id), (log.what, what)]
+        query = select(log.at, log.person_id, log.role, log.what, log.target, log.incident_id, log.reason)
+        query = query.where(*[column == value for column, value in wanted if value is not None])
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.order_by(log.at.desc(), log.id.desc()).limit(limit))
+            return [Access(**row._asdict()) for row in rows]
+
     # ------------------------------------------------------------ helpers
+    def _facts(self, query: Any) -> list[CaseFacts]:
+        with self.engine.connect() as connection:
+            return [CaseFacts(Incident.from_dict(_as_dict(row.record)), row.dispatched_at, row.deadline_at,
+                              row.closed_at, row.minutes_to_close, bool(row.rejected), bool(row.reworked))
+                    for row in connection.execute(query)]
+
     def _scalar(self, query: Any) -> Any:
         with self.engine.connect() as connection:
             return connection.execute(query).scalar()
@@ -221,6 +301,27 @@ def _search_conditions(search: CaseSearch) -> list[Any]:
     if search.day_to:
         conditions.append(cases.filed_day <= search.day_to.isoformat())
     return [and_(*conditions)] if conditions else []
+
+
+_FACT_COLUMNS = tuple(schema.cases.c[name] for name in (
+    "record", "dispatched_at", "deadline_at", "closed_at", "minutes_to_close", "rejected", "reworked"))
+
+
+def _filed_conditions(wanted: FiledCases) -> list[Any]:
+    cases = schema.cases.c
+    conditions: list[Any] = []
+    if wanted.incident_ids:
+        conditions.append(cases.incident_id.in_(wanted.incident_ids))
+    if wanted.scenarios:
+        conditions.append(cases.scenario.in_(wanted.scenarios))
+    if wanted.closed is not None:
+        finished = cases.state.in_(sorted(TERMINAL_STATES))
+        conditions.append(finished if wanted.closed else ~finished)
+    if wanted.filed_from is not None:
+        conditions.append(cases.first_seen >= wanted.filed_from)
+    if wanted.filed_to is not None:
+        conditions.append(cases.first_seen <= wanted.filed_to)
+    return conditions
 
 
 def _as_dict(value: Any) -> dict:

@@ -59,6 +59,7 @@ tasks = Table(
     Column("officer_id", ID, nullable=False),
     Column("status", String(16), nullable=False),
     Column("assigned_at", DateTime, nullable=False),
+    Column("deadline", DateTime),
     Column("record", JSON, nullable=False),
     Index("ix_tasks_incident", "incident_id", "assigned_at"),
     Index("ix_tasks_officer", "officer_id", "status"),

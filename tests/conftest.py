@@ -120,6 +120,15 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_setting(request) -> str:
+    """What ``history.database`` would say in nonsite.yaml: an in-memory SQLite, or a new PostgreSQL database;
+    a test using it runs on both."""
+    if request.param == "sqlite":
+        return ":memory:"
+    return request.getfixturevalue("new_postgres_database")()
+
+
 @pytest.fixture
 def new_postgres_database(postgres_url: str):
     """``new_postgres_database() -> URL`` of a new empty database on the session's server."""

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from sqlalchemy import inspect
 
-from contract import Alert, DeadLetter, Feedback, new_id, to_iso
+from contract import Alert, CameraStatus, DeadLetter, Feedback, new_id, to_iso
 from history import schema, statistics
 from history.facts import local_day
 from history.queries import CaseSearch
@@ -31,6 +31,15 @@ def test_latest_snapshot_wins(db) -> None:
     put(writer, make_incident("ACCEPTED", T0 + timedelta(seconds=5)))
     assert put(writer, make_incident("DISPATCHED", T0)) == []
     assert store.incident("i1").state == "ACCEPTED"
+
+
+def test_the_latest_camera_status_wins(db) -> None:
+    writer, store = db
+    status = CameraStatus(event_id=new_id(), camera_id="cam-01", state="offline", observed_at=to_iso(T0))
+    later = msgspec.structs.replace(status, state="online", observed_at=to_iso(T0 + timedelta(seconds=30)))
+    assert put(writer, later, status) == [("camera", later)]
+    assert put(writer, status) == []
+    assert store.cameras()["cam-01"].state == "online"
 
 
 def test_a_replay_changes_nothing(db) -> None:

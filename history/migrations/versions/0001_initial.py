@@ -135,6 +135,7 @@ def upgrade() -> None:
     sa.Column('officer_id', sa.String(length=128), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('assigned_at', sa.DateTime(), nullable=False),
+    sa.Column('deadline', sa.DateTime(), nullable=True),
     sa.Column('record', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('task_id')
     )
