@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--nodes", type=int, choices=(1, 3), default=1)
             sub.add_argument("--port", type=int, default=9092, help="first broker port (default 9092)")
         sub.set_defaults(run=_handler("nonsite.devtools.kafka_cli:" + name), needs_config=name == "start")
+    topics = kafka_commands.add_parser("topics", help="create every topic with its lifecycle and replication "
+                                                      "(kafka.bootstrap), or --check them")
+    topics.add_argument("--check", action="store_true",
+                        help="change nothing: print each topic's actual and wanted settings, exit 3 if any differ")
+    topics.add_argument("--shorten-retention", action="store_true",
+                        help="also shorten the life of kept records (case events, feedback, tasks, incidents) "
+                             "to kafka.retention.legal_years; refused without it")
+    topics.set_defaults(run=_handler("nonsite.devtools.kafka_cli:topics"), needs_config=True)
 
     check = commands.add_parser("config", help="validate the configuration folder and summarise it")
     check.set_defaults(run=_handler("nonsite.cli:config_check"), needs_config=True)

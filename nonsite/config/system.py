@@ -1,7 +1,7 @@
 """``nonsite.yaml``: the system settings (city, Kafka, detector, stream worker, web)."""
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, field_validator
 
@@ -23,6 +23,34 @@ class Topics(Strict):
         return self.model_dump()
 
 
+def _whole_number(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+class RetentionSettings(Strict):
+    """How long the topics keep their records; the policy per topic is nonsite.kafka.lifecycle (docs/topics.md)."""
+
+    # the audit log (case events), the final case snapshots (incidents), tasks and feedback; null: forever
+    legal_years: Optional[int] = None
+    detections_days: int = 7  # detections and the worker's cases topic
+    alerts_days: int = 30
+    dead_letter_days: int = 90
+
+    @field_validator("legal_years", mode="before")
+    @classmethod
+    def _years_or_forever(cls, value: Any) -> Any:
+        if value is None or _whole_number(value, 1, 100):
+            return value
+        raise ValueError(f"must be a whole number of years from 1 to 100, or null to keep forever; got {value!r}")
+
+    @field_validator("detections_days", "alerts_days", "dead_letter_days", mode="before")
+    @classmethod
+    def _whole_days(cls, value: Any) -> Any:
+        if _whole_number(value, 1, 36_500):
+            return value
+        raise ValueError(f"must be a whole number of days from 1 to 36500; got {value!r}")
+
+
 class KafkaSettings(Strict):
     bootstrap: str = "localhost:9092"
     topics: Topics = Topics()
@@ -30,6 +58,7 @@ class KafkaSettings(Strict):
     # "auto": min(3, brokers of the cluster); a number is honoured, refused when above the broker count.
     # min.insync.replicas follows: 2 with 3 replicas, 1 below (nonsite.kafka.admin.Replication)
     replication_factor: Union[Literal["auto"], int] = "auto"
+    retention: RetentionSettings = RetentionSettings()
 
     @field_validator("replication_factor", mode="before")
     @classmethod

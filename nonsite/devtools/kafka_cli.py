@@ -1,7 +1,17 @@
-"""``nonsite kafka start|stop|status``: the local broker for development, the demo and the tests.
+"""``nonsite kafka start|stop|status|topics``: the local broker for development, the demo and the tests.
 
-``start`` with ``NONSITE_KAFKA_BOOTSTRAP`` set starts nothing and only creates the city's topics there
-(:func:`nonsite.kafka.admin.create_city_topics`), as the compose file's ``topics`` service does.
+``start`` with ``NONSITE_KAFKA_BOOTSTRAP`` set starts nothing and only creates the project's topics there
+(:func:`nonsite.kafka.admin.create_city_topics`), as ``topics`` does at ``kafka.bootstrap`` (the compose
+file's ``topics`` service).  ``topics --check`` changes nothing: it prints one JSON line per topic, its
+lifecycle settings actual and wanted, and exits 3 when any differs or is missing.  ``topics
+--shorten-retention`` is the one way to shorten the life of a kept record (a lower ``legal_years``).
+
+Example::
+
+    $ nonsite kafka topics --check
+    {"topic": "nonsite.detections", "kind": "detections", "missing": false, "differs": [], "settings": {...}}
+    ...
+    {"bootstrap": "localhost:9092", "checked": 11, "differing": []}
 """
 from __future__ import annotations
 
@@ -12,12 +22,16 @@ from typing import Optional
 
 from nonsite.config import City
 from nonsite.devtools.kafka_local import DEFAULT_DATA_DIR, LocalKafka
-from nonsite.kafka.admin import TopicsReport, create_city_topics
+from nonsite.kafka.admin import TopicsReport, broker_count, create_city_topics
+from nonsite.kafka.lifecycle import project_topics
+from nonsite.kafka.topic_settings import check_topics
+
+EXIT_DIFFERS = 3  # `topics --check`: a topic is missing or a setting differs from its lifecycle
 
 
 def _summary(report: TopicsReport) -> dict[str, object]:
     return {"topics_created": report.created, "replication": report.replication.as_dict(),
-            "topics": report.per_topic()}
+            "topics": report.per_topic(), "settings_changed": [c.as_dict() for c in report.changes]}
 
 
 def start(args: argparse.Namespace, city: Optional[City]) -> int:
@@ -57,3 +71,20 @@ def status(args: argparse.Namespace, city: Optional[City]) -> int:
     report = cluster.status()
     print(json.dumps(report))
     return 0 if report["brokers_answering"] == report["nodes"] else 3
+
+
+def topics(args: argparse.Namespace, city: Optional[City]) -> int:
+    """Create and hold every topic at ``kafka.bootstrap``; with ``--check``, only compare and report."""
+    assert city is not None
+    bootstrap = city.kafka.bootstrap
+    if not args.check:
+        report = create_city_topics(city, bootstrap, shorten=args.shorten_retention)
+        print(json.dumps({"bootstrap": bootstrap, **_summary(report)}))
+        return 0
+    broker_count(bootstrap)  # one line, and no client noise, when Kafka does not answer
+    checks = check_topics(bootstrap, project_topics(city))
+    for check in checks:
+        print(json.dumps(check.as_dict()))
+    differing = [c.name for c in checks if c.differs]
+    print(json.dumps({"bootstrap": bootstrap, "checked": len(checks), "differing": differing}))
+    return EXIT_DIFFERS if differing else 0

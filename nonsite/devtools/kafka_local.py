@@ -4,7 +4,8 @@
 ``.cache/kafka/libs`` once.  Each node gets its own ``server.properties``, ``log4j2.properties``
 and log folder under the data dir, is formatted once, and runs as a background JVM with a
 bounded heap.  ``cluster.json`` in the data dir remembers the processes for ``stop``/``status``.
-For development, the demo and the tests; topics are created through :mod:`nonsite.kafka.admin`.
+For development, the demo and the tests; topics are created through :mod:`nonsite.kafka.admin`, with
+the lifecycle of :mod:`nonsite.kafka.lifecycle`, as the worker and the docker deployment create them.
 
 Example::
 
@@ -170,7 +171,8 @@ class LocalKafka:
             "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": 0,
             "auto.create.topics.enable": "false",
-            "log.retention.hours": 24 * 30,
+            # no log.retention.*: the broker keeps Kafka's default (7 days), as in docker/compose.yaml; the
+            # project's topics carry their own lifecycle (nonsite.kafka.lifecycle, docs/topics.md)
         }
         return "".join(f"{key}={value}\n" for key, value in lines.items())
 

@@ -1,12 +1,13 @@
 """Kafka administration: the project's topics, their settings and replication, and the brokers' answers.
 
-Every process that creates or checks topics goes through here: ``nonsite kafka start`` and the demo
-(:func:`create_city_topics`), the worker at its start (:mod:`stream.runtime.topics`), the tests.
+Every process that creates or checks topics goes through here: ``nonsite kafka start|topics``, the demo
+and the worker at its start (:func:`create_city_topics`), the tests.
 
-* :class:`TopicSpec` is a topic the project needs, with its partitions and its own settings;
+* :class:`~nonsite.kafka.lifecycle.TopicSpec` is a topic the project needs, with its partitions and its
+  lifecycle settings (:func:`nonsite.kafka.lifecycle.project_topics`, docs/topics.md);
 * :class:`Replication` is what every topic must have, from ``kafka.replication_factor`` (``auto`` or a
   number) and the brokers of the cluster; ``min.insync.replicas`` follows (:func:`min_insync_for`);
-* :func:`replicate_topics` creates the missing topics and holds the existing ones to it.
+* :func:`replicate_topics` creates the missing topics and holds the existing ones to both.
 
 Example::
 
@@ -18,14 +19,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence, Union
 
 import structlog
 
 from nonsite.config import City, ConfigError
 from nonsite.errors import KafkaSetupError
 from nonsite.kafka import clients
+from nonsite.kafka.lifecycle import TopicSpec, project_topics
+from nonsite.kafka.topic_settings import SettingChange, hold_to_specs
 
 log = structlog.get_logger("nonsite.kafka")
 
@@ -35,7 +38,12 @@ MIN_INSYNC = "min.insync.replicas"
 
 
 def cluster_brokers(bootstrap: str) -> tuple[int, int]:
-    """``(registered, live)``: the brokers the cluster knows, and those of them not fenced (up)."""
+    """``(registered, live)``: the brokers the cluster knows, and those of them not fenced (up).
+
+    Raises :class:`KafkaSetupError` (one line) when no broker at ``bootstrap`` answers.
+    """
+    from kafka.errors import KafkaError
+
     kafka_log = logging.getLogger("kafka")
     level = kafka_log.level
     kafka_log.setLevel(logging.CRITICAL)  # refused connections are expected while a broker starts
@@ -45,6 +53,8 @@ def cluster_brokers(bootstrap: str) -> tuple[int, int]:
             brokers = admin.describe_cluster()["brokers"]  # fenced (stopped) brokers included
         finally:
             admin.close()
+    except KafkaError as exc:
+        raise KafkaSetupError(f"Kafka at {bootstrap} does not answer: {exc}") from None
     finally:
         kafka_log.setLevel(level)
     return len(brokers), len([b for b in brokers if not b.get("is_fenced")])
@@ -130,15 +140,6 @@ def replication_for(bootstrap: str, setting: Union[int, str]) -> Replication:
 
 
 @dataclass(frozen=True)
-class TopicSpec:
-    """A topic the project needs: its partitions and its own settings (min.insync.replicas is added)."""
-
-    name: str
-    partitions: int
-    configs: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class TopicReplication:
     """A topic as the cluster has it after :func:`replicate_topics`."""
 
@@ -156,6 +157,7 @@ class TopicReplication:
 class TopicsReport:
     replication: Replication
     topics: tuple[TopicReplication, ...]
+    changes: tuple[SettingChange, ...] = ()  # existing topics' settings brought to their specs
 
     @property
     def created(self) -> list[str]:
@@ -171,6 +173,7 @@ class TopicsReport:
     def log_fields(self) -> dict[str, object]:
         """For one structured log line: the requirement, and ``topic: rf=3 min.insync=2`` per topic."""
         return {**self.replication.as_dict(), "created": self.created, "raised_min_insync": self.raised,
+                "settings_changed": len(self.changes),
                 "topics": {t.name: f"rf={t.replication_factor} min.insync={t.min_insync_replicas}"
                            for t in self.topics}}
 
@@ -244,13 +247,17 @@ def _raise_min_insync(admin, names: Sequence[str], replication: Replication) -> 
                 min_insync_replicas=replication.min_insync)
 
 
-def replicate_topics(bootstrap: str, specs: Sequence[TopicSpec], replication: Replication) -> TopicsReport:
-    """Create the missing topics with ``replication``, then hold every topic of ``specs`` to it.
+def replicate_topics(bootstrap: str, specs: Sequence[TopicSpec], replication: Replication,
+                     shorten: bool = False) -> TopicsReport:
+    """Create the missing topics with ``replication`` and their settings, then hold every topic of ``specs`` to both.
 
     An existing topic with fewer replicas than required is refused (:class:`ReplicationError`, one
     line): adding replicas moves data between brokers, an operator's decision.  One with a lower
     ``min.insync.replicas`` gets the required value (incremental alter configs, other settings kept).
-    More replicas or a higher min.insync than required are left alone.
+    More replicas or a higher min.insync than required are left alone.  The settings a spec names
+    (its lifecycle) are set as the spec says, one log line per change
+    (:func:`~nonsite.kafka.topic_settings.hold_to_specs`); a refusal is one line naming the topic and setting,
+    and so is a change that would shorten the life of a kept record unless ``shorten`` is True.
     """
     admin = clients.admin(bootstrap, "nonsite-topics", request_timeout_ms=30_000)
     try:
@@ -260,29 +267,27 @@ def replicate_topics(bootstrap: str, specs: Sequence[TopicSpec], replication: Re
         _refuse_under_replicated(states, replication)
         low_isr = [name for name in names if states[name][1] < replication.min_insync]
         _raise_min_insync(admin, low_isr, replication)
+        changes = hold_to_specs(admin, specs, shorten)
     finally:
         admin.close()
     topics = tuple(TopicReplication(name, states[name][0],
                                     replication.min_insync if name in low_isr else states[name][1],
                                     created=name in created, raised_min_insync=name in low_isr)
                    for name in names)
-    return TopicsReport(replication, topics)
+    return TopicsReport(replication, topics, tuple(changes))
 
 
 # ---------------------------------------------------------------- the city's topics
-def city_topic_specs(city: City) -> list[TopicSpec]:
-    """The topics of ``kafka.topics``, with the partition count the Faust app expects."""
-    return [TopicSpec(name, city.kafka.partitions) for name in city.kafka.topics.all().values()]
-
-
-def create_city_topics(city: City, bootstrap: str) -> TopicsReport:
-    """Create the city's topics, replicated as ``kafka.replication_factor`` says for this cluster.
+def create_city_topics(city: City, bootstrap: str, shorten: bool = False) -> TopicsReport:
+    """Create every topic of the project (:func:`~nonsite.kafka.lifecycle.project_topics`, the worker's
+    internal ones included), replicated as ``kafka.replication_factor`` says for this cluster, with its lifecycle.
 
     Existing topics are checked: fewer replicas than required is refused with one line
-    (:class:`ReplicationError`), a lower min.insync.replicas is raised.
-    The worker creates and checks its internal topics the same way when it starts.
+    (:class:`ReplicationError`), a lower min.insync.replicas is raised, lifecycle settings are set
+    (shortening a kept record's life only with ``shorten``: ``nonsite kafka topics --shorten-retention``).
+    ``nonsite kafka start|topics``, the demo and the worker at its start all call this.
     """
-    report = replicate_topics(bootstrap, city_topic_specs(city), replication_for(bootstrap,
-                                                                                city.kafka.replication_factor))
+    replication = replication_for(bootstrap, city.kafka.replication_factor)
+    report = replicate_topics(bootstrap, project_topics(city), replication, shorten)
     log.info("kafka topics", bootstrap=bootstrap, **report.log_fields())
     return report

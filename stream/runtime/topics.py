@@ -1,12 +1,14 @@
-"""The worker's topics: names, partitioning, and their creation with the replication the cluster needs.
+"""The worker's topics: names, partitioning, and their creation with the replication and lifecycle they need.
 
 Topics come from ``kafka.topics`` plus the worker's internal ones: ``<app_id>.cases`` (every input
-routed to its district), the ``case_state`` table's changelog and Faust's leader topic.  All are
-created explicitly before the worker starts, with ``kafka.partitions`` partitions (the leader topic:
-one), so the tables use the same partition count (Faust raises ``PartitionsMismatch`` otherwise), and
-with the replication ``kafka.replication_factor`` gives for this cluster (``auto``: min(3, brokers),
-``min.insync.replicas`` 2 from three replicas on).  Faust creates a topic only when it does not exist,
-so its internal topics get these settings too; existing topics are checked against them.
+routed to its district), the ``case_state`` table's changelog and Faust's leader topic (named in
+:mod:`nonsite.kafka.lifecycle`, which ``nonsite kafka start|topics`` shares).  All are created
+explicitly before the worker starts, with ``kafka.partitions`` partitions (the leader topic: one), so
+the tables use the same partition count (Faust raises ``PartitionsMismatch`` otherwise), with the
+replication ``kafka.replication_factor`` gives for this cluster (``auto``: min(3, brokers),
+``min.insync.replicas`` 2 from three replicas on) and with their lifecycle (cleanup policy, retention:
+docs/topics.md).  Faust creates a topic only when it does not exist, so its internal topics get these
+settings too; existing topics are checked against them and brought to their lifecycle.
 
 Example::
 
@@ -15,39 +17,20 @@ Example::
 """
 from __future__ import annotations
 
-import structlog
 from kafka.partitioner.default import murmur2
 
 from nonsite.config import City
-from nonsite.kafka.admin import TopicSpec, TopicsReport, replicate_topics, replication_for
+from nonsite.kafka.admin import TopicsReport, create_city_topics
+from nonsite.kafka.lifecycle import (STATE_TABLE, TopicSpec, cases_topic_name, changelog_topic_name,
+                                     leader_topic_name, project_topics)
 
-STATE_TABLE = "case_state"  # every view of stream.state.tables.Tables, see stream.state.journal
-log = structlog.get_logger("nonsite.stream")
-
-
-def cases_topic_name(city: City) -> str:
-    return f"{city.stream.app_id}.cases"
-
-
-def changelog_topic_name(city: City, table: str) -> str:
-    return f"{city.stream.app_id}-{table}-changelog"
-
-
-def leader_topic_name(city: City) -> str:
-    """Faust's leader election topic (``faust.assignor.leader_assignor``), one partition."""
-    return f"{city.stream.app_id}-__assignor-__leader"
-
-
-def all_topics(city: City) -> list[str]:
-    return list(city.kafka.topics.all().values()) + [cases_topic_name(city)]
+__all__ = ["STATE_TABLE", "cases_topic_name", "changelog_topic_name", "leader_topic_name", "topic_specs",
+           "partition_for", "prepare_topics", "create_topics"]
 
 
 def topic_specs(city: City) -> list[TopicSpec]:
-    """Every topic the worker uses, its own internal ones included, as Faust would create them."""
-    partitions = city.kafka.partitions
-    return ([TopicSpec(name, partitions) for name in all_topics(city)] +
-            [TopicSpec(changelog_topic_name(city, STATE_TABLE), partitions, {"cleanup.policy": "compact"}),
-             TopicSpec(leader_topic_name(city), 1)])
+    """Every topic the worker uses, its own internal ones included, with their partitions and lifecycle."""
+    return project_topics(city)
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -56,16 +39,15 @@ def partition_for(key: str, partitions: int) -> int:
 
 
 def prepare_topics(city: City) -> TopicsReport:
-    """Create the worker's topics that do not exist yet and hold all of them to the required replication.
+    """Create the worker's topics that do not exist yet and hold all of them to the required replication
+    and to their lifecycle (:func:`nonsite.kafka.admin.create_city_topics`).
 
-    Logs one line, ``kafka topics``, with the replication factor and min.insync.replicas required and
-    those of every topic.  Raises :class:`~nonsite.kafka.admin.ReplicationError` (one line) when an
-    existing topic has fewer replicas than required.
+    Logs one line per lifecycle setting changed (``kafka topic setting changed``), then ``kafka topics``
+    with the replication factor and min.insync.replicas required and those of every topic.  Raises
+    :class:`~nonsite.kafka.admin.ReplicationError` (one line) when an existing topic has fewer replicas
+    than required, :class:`~nonsite.kafka.topic_settings.TopicSettingError` when the cluster refuses a setting.
     """
-    bootstrap = city.kafka.bootstrap
-    report = replicate_topics(bootstrap, topic_specs(city), replication_for(bootstrap, city.kafka.replication_factor))
-    log.info("kafka topics", bootstrap=bootstrap, **report.log_fields())
-    return report
+    return create_city_topics(city, city.kafka.bootstrap)
 
 
 def create_topics(city: City) -> list[str]:

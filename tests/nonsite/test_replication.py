@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +128,7 @@ def test_kafka_start_with_three_nodes_replicates_and_states_it(cluster3: Cluster
     assert started["replication"] == {"setting": "auto", "brokers": 3, "replication_factor": 3,
                                       "min_insync_replicas": 2}
     shipped = set(started["topics_created"])
-    assert "nonsite.detections" in shipped and len(shipped) == 8
+    assert "nonsite.detections" in shipped and len(shipped) == 11  # the worker's three internal topics included
     assert started["topics"] == {name: {"replication_factor": 3, "min_insync_replicas": 2} for name in shipped}
     assert topic_replication(cluster3.bootstrap, sorted(shipped)) == {name: REQUIRED for name in shipped}
     assert "kafka topics" in cluster3.log and "'nonsite.alerts': 'rf=3 min.insync=2'" in cluster3.log
@@ -173,7 +174,8 @@ def test_existing_topics_are_checked_against_the_required_replication(cluster3: 
     tag = str(int(time.time() * 1000))
     weak_isr, one_replica = f"old.isr.{tag}", f"old.single.{tag}"
     admin = KafkaAdminClient(bootstrap_servers=cluster3.bootstrap)
-    admin.create_topics([NewTopic(weak_isr, 4, 3, topic_configs={"min.insync.replicas": "1", "retention.ms": "3600000"}),
+    admin.create_topics([NewTopic(weak_isr, 4, 3, topic_configs={"min.insync.replicas": "1", "retention.ms": "3600000",
+                                                                 "max.message.bytes": "2000000"}),
                          NewTopic(one_replica, 4, 1)], timeout_ms=30_000)
     admin.close()
     topics = {"detections": weak_isr}
@@ -188,7 +190,10 @@ def test_existing_topics_are_checked_against_the_required_replication(cluster3: 
     admin = KafkaAdminClient(bootstrap_servers=cluster3.bootstrap)
     kept = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, weak_isr)])["topic"][weak_isr]
     admin.close()
-    assert kept["retention.ms"]["value"] == "3600000"  # its other settings are left alone
+    assert kept["max.message.bytes"]["value"] == "2000000"  # settings outside the policy are left alone
+    assert kept["retention.ms"]["value"] == str(7 * 86_400_000)  # its lifecycle is the detections' (docs/topics.md)
+    assert re.search(rf"kafka topic setting changed +kind=detections now=604800000 setting=retention.ms "
+                     rf"topic={re.escape(weak_isr)} was=3600000", raised.stderr), raised.stderr
 
     topics["alerts"] = one_replica
     refused = nonsite("--config", str(config_with(tmp_path / "b", {"topics": topics})), "kafka", "start",
