@@ -25,7 +25,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT = ("contract", "nonsite", "detector", "stream", "web")
+PROJECT = ("contract", "nonsite", "detector", "stream", "history", "web")
 # What each image runs: `nonsite <command>` imports these (nonsite/cli.py's handlers, stream.cli.worker).
 ENTRY = {
     "worker": ("nonsite.cli", "nonsite.devtools.kafka_cli", "stream.cli", "stream.runtime.app",

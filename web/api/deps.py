@@ -53,6 +53,16 @@ class SentFeedback:
     position: str
 
 
+SENT_REMEMBERED = 10_000  # the latest feedbacks this server sent; older ones are found by id in the database
+
+
+def remember_sent(sent: dict[str, SentFeedback], feedback_id: str, what: SentFeedback) -> None:
+    """Keep what this server sent for GET /api/feedback/{id}, the latest SENT_REMEMBERED only (memory stays flat)."""
+    sent[feedback_id] = what
+    while len(sent) > SENT_REMEMBERED:
+        del sent[next(iter(sent))]  # dicts keep insertion order: the oldest goes first
+
+
 def outcome(feedback_id: str, action: str, verdict: Optional[Verdict]) -> Outcome:
     if verdict is None:
         return Outcome(feedback_id=feedback_id, action=action, status="pending",
@@ -69,8 +79,8 @@ async def send_and_wait(request: Request, feedback: Feedback) -> JSONResponse:
         where = await bus.send_feedback(feedback)
     except Exception as exc:  # Kafka down: say so, never pretend it was sent
         raise HTTPException(503, f"feedback could not be written to Kafka: {type(exc).__name__}: {exc}") from None
-    request.app.state.sent[feedback.feedback_id] = SentFeedback(feedback.actor, feedback.incident_id,
-                                                                 feedback.action, where)
+    remember_sent(request.app.state.sent, feedback.feedback_id,
+                  SentFeedback(feedback.actor, feedback.incident_id, feedback.action, where))
     verdict = await bus.wait_for_outcome((feedback.feedback_id, where), request.app.state.outcome_wait_s)
     answer = outcome(feedback.feedback_id, feedback.action, verdict)
     return JSONResponse(answer.model_dump(), status_code=OUTCOME_STATUS[answer.status])
