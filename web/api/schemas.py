@@ -323,3 +323,39 @@ class Monthly(Out):
     by_scenario: list[Figures]
     by_grid: list[Figures]
     total: Figures
+
+
+# ------------------------------------------------------------------ Open311 GeoReport v2 (web/api/open311.py)
+class Open311Service(Out):
+    service_code: str
+    service_name: str
+    description: str
+    metadata: bool
+    type: str
+    keywords: str
+    group: str
+
+
+class Open311Request(Out):
+    service_request_id: str
+    status: Literal["open", "closed"]
+    status_notes: str
+    service_name: str
+    service_code: str
+    description: str
+    agency_responsible: str
+    service_notice: Optional[str] = None
+    requested_datetime: str
+    updated_datetime: str
+    expected_datetime: Optional[str] = None
+    address: str
+    address_id: Optional[str] = None
+    zipcode: Optional[str] = None
+    lat: Optional[float] = None
+    long: Optional[float] = None
+    media_url: Optional[str] = None
+
+
+class Open311Error(BaseModel):
+    code: int
+    description: str

@@ -25,6 +25,7 @@ function card(i) {
     <div class="muted">发现 Seen ${esc(localTime(i.first_seen))} · ×${i.detections}</div>
     <div>队员 Officer: <b>${esc(i.officer_name || "未派 unassigned")}</b></div>
     <div class="left${left.late ? " late" : ""}" data-deadline="${esc(i.deadline || "")}" data-open="${i.open}">${esc(left.text)}</div>
+    <a class="export" href="/api/incidents/${esc(encodeURIComponent(i.incident_id))}/export.html" target="_blank" rel="noopener">案卷 Case file</a>
     ${me && me.role === "operator" && i.open ? `<button class="secondary reassign" data-id="${esc(i.incident_id)}">改派 Reassign</button>` : ""}
     </div></article>`;
 }
