@@ -63,3 +63,7 @@ AlertKind = Literal["new_incident", "escalated", "no_officer", "camera_offline",
                     "refused"]
 Severity = Literal["info", "warning", "critical"]
 EvidenceKind = Literal["annotated", "clean", "first_seen", "officer_photo", "plate"]
+# the masked copies of an evidence picture (docs/privacy.md): "subject" has bystanders' faces masked (for the
+# case's handlers), "public" faces and number plates (for everyone else)
+MaskVariant = Literal["subject", "public"]
+MaskedCopies = Annotated[dict[MaskVariant, Sha256], Meta(max_length=2)]  # variant -> the masked copy's sha256

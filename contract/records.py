@@ -22,9 +22,9 @@ import msgspec
 
 from contract.clock import new_id, utc_now  # noqa: F401  (the docstring's example)
 from contract.fields import (SCHEMA_VERSION, AlertKind, BBox, CameraState, CaseState, Count, DetectionKind,
-                             EvidenceKind, FeedbackAction, Id, Latitude, Longitude, OptionalZoneId, Plate, Priority,
-                             Probability, RawText, Seconds, Severity, Sha256, ShortText, TaskStatus, Text, Timestamp,
-                             Uri)
+                             EvidenceKind, FeedbackAction, Id, Latitude, Longitude, MaskedCopies, OptionalZoneId, Plate,
+                             Priority, Probability, RawText, Seconds, Severity, Sha256, ShortText, TaskStatus, Text,
+                             Timestamp, Uri)
 
 R = TypeVar("R", bound="Record")
 _encode = msgspec.json.Encoder().encode
@@ -77,12 +77,18 @@ class Record(msgspec.Struct, kw_only=True, gc=False):
 
 
 class Evidence(Record):
-    """One evidence file in the evidence store, addressed by its sha256."""
+    """One evidence file in the evidence store, addressed by its sha256.
+
+    ``masked`` links the original to its masked copies in the same store (docs/privacy.md): variant -> the
+    copy's sha256, the original's own when the variant had nothing to mask.  A variant left out has no copy
+    (never masked, or it could not be made): nothing may be shown where that variant is needed.
+    """
 
     kind: EvidenceKind
     sha256: Sha256
     uri: Uri
     content_type: ShortText = "image/jpeg"
+    masked: MaskedCopies = msgspec.field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
 

@@ -22,18 +22,19 @@ The modules: :mod:`~nonsite.config.common` (ConfigError, the strict base model, 
 """
 from nonsite.config.city import City
 from nonsite.config.city_files import (Camera, CamerasFile, Credentials, GeoPoint, Grid, GridsFile, Location, Officer,
-                                       Scenario, ScenariosFile, Shift, Team, User, Zone)
+                                       PrivacyZone, Scenario, ScenariosFile, Shift, Team, User, Zone)
 from nonsite.config.common import DAYS, ZONE_KINDS, ConfigError, Identifier, Role, RuleKind, Strict, ZoneKind
 from nonsite.config.loading import FILES, default_config_dir, load_city
-from nonsite.config.system import (CitySettings, DetectorSettings, KafkaSettings, MotionSettings, PlateSettings,
-                                   StreamSettings, SystemFile, Topics, WebSettings)
+from nonsite.config.system import (CitySettings, DetectorSettings, KafkaSettings, MaskingSettings, MotionSettings,
+                                   PlateSettings, StreamSettings, SystemFile, Topics, WebSettings)
 
 __all__ = [
     "City", "load_city", "default_config_dir", "ConfigError", "FILES",
-    "Camera", "CamerasFile", "GeoPoint", "Location", "Zone",
+    "Camera", "CamerasFile", "GeoPoint", "Location", "Zone", "PrivacyZone",
     "Scenario", "ScenariosFile",
     "Shift", "Credentials", "Officer", "User", "Team", "Grid", "GridsFile",
     "SystemFile", "CitySettings", "KafkaSettings", "Topics", "DetectorSettings", "MotionSettings", "PlateSettings",
+    "MaskingSettings",
     "StreamSettings", "WebSettings",
     "ZONE_KINDS", "ZoneKind", "RuleKind", "Role", "Identifier", "DAYS", "Strict",
 ]

