@@ -1,5 +1,5 @@
-"""The detector's stage chain: frame -> motion gate -> batched inference -> tracking -> rules -> plates -> evidence
--> events.
+"""The detector's stage chain: frame -> privacy zones -> motion gate -> batched inference -> tracking -> rules
+-> plates -> evidence (with its masked copies) -> events.
 
 One :class:`Pipeline` serves every camera of a process.  :meth:`Pipeline.process` takes a batch of
 frames (any cameras, each with its own timestamp), runs the model once on the frames that need it,
@@ -26,13 +26,16 @@ import numpy as np
 import structlog
 
 from contract import CameraStatus, Detection, Evidence, new_id, to_iso
+from contract.fields import EvidenceKind
 from detector import metrics
 from detector.annotate import Drawn, annotate, caption, encode_jpeg
 from detector.background import StaticForeground
 from detector.inference import DetectedObject, Timer, report_missing_classes
+from detector.masking import EvidenceMasker, Render
 from detector.motion import GateDecision, MotionGate, thumbnail
 from detector.plates.reader import PlateReader
 from detector.plates.stage import PlateStage
+from detector.privacy_zones import PrivacyBlackout, polygons_of
 from detector.rules import ANYWHERE, CameraRules, ViolationEvent
 from detector.rules import Frame as RuleFrame
 from detector.tracking import CameraTracker, Track
@@ -69,6 +72,7 @@ class CameraState:
     zones: list[ZoneArea]
     tracker: CameraTracker
     rules: CameraRules
+    blackout: PrivacyBlackout
     background: Optional[StaticForeground] = None
     static_tracker: Optional[CameraTracker] = None
     seen: list[Track] = field(default_factory=list)
@@ -95,7 +99,8 @@ class Pipeline:
                  detector: ObjectDetector, evidence: Optional[EvidenceStore] = None,
                  report_missing: bool = True, plate_reader: Optional[PlateReader] = None):
         """``plate_reader`` replaces the default :class:`PlateReader` of the plate stage, which runs
-        when ``settings.plates.enabled`` and some camera watches a vehicle scenario."""
+        when ``settings.plates.enabled`` and some camera watches a vehicle scenario.  Evidence pictures get
+        their masked copies (:mod:`detector.masking`) when ``settings.masking.enabled``."""
         self.settings = settings
         self.detector = detector
         self.evidence = evidence
@@ -111,6 +116,10 @@ class Pipeline:
             stage = PlateStage(settings.plates, plate_reader)
             if any(stage.applies_to(s) for s in watched.values()):
                 self.plates = stage
+        self.masker: Optional[EvidenceMasker] = None
+        if evidence is not None and settings.masking.enabled:
+            reader = self.plates.reader if self.plates is not None else plate_reader
+            self.masker = EvidenceMasker(settings.masking, evidence, reader)
         self.missing_class_lines = report_missing_classes([watched[k] for k in sorted(watched)], model_classes) \
             if report_missing else []
 
@@ -120,7 +129,7 @@ class Pipeline:
         zones = zones_of(camera)
         rules = CameraRules(camera.id, zones, list(scenarios), settings.lost_after_s, settings.update_interval_s)
         tracker = CameraTracker(settings.lost_after_s, settings.tracker, ids=ids)
-        state = CameraState(camera, zones, tracker, rules)
+        state = CameraState(camera, zones, tracker, rules, PrivacyBlackout(polygons_of(camera)))
         if any(s.rule == "static_foreground" and not set(s.classes) & model_classes for s in rules.scenarios):
             state.background = StaticForeground(width=settings.motion.downscale_width)
             state.static_tracker = CameraTracker(settings.lost_after_s, settings.tracker, ids=ids)
@@ -130,6 +139,8 @@ class Pipeline:
     def process(self, frames: Sequence[FrameLike]) -> list[Detection]:
         """Run one batch of frames (any cameras, in time order per camera); returns the events due."""
         frames = [f for f in frames if f.camera_id in self.cameras]
+        for frame in frames:  # before anything looks at the frame or keeps it
+            self.cameras[frame.camera_id].blackout.apply(frame.image)
         gated = {id(f): self._gate(f) for f in frames}
         detections = self._infer([f for f in frames if gated[id(f)][0].infer])
         events: list[Detection] = []
@@ -237,7 +248,7 @@ class Pipeline:
             plate = voted.plate if voted is not None else None
             crop = self.plates.picture(state.camera.id, violation) if self.evidence is not None else None
             if crop is not None:
-                evidence.append(self.evidence.put(encode_jpeg(crop), "plate"))
+                evidence.append(self._put(crop, "plate", plate_picture=True))
         log.info("violation " + event.kind, camera=state.camera.id, scenario=violation.scenario.id,
                  zone=violation.zone_id, track=track.track_id, object=track.class_name, dwell_s=event.dwell_s,
                  plate=plate)
@@ -258,10 +269,19 @@ class Pipeline:
         boxes.append(Drawn(event.xyxy, f"#{violation.track.track_id} {violation.track.class_name} "
                                        f"{violation.scenario.id} {event.dwell_s:.0f}s", highlight=True))
         text = caption(state.camera.id, event.observed_at, violation.scenario.id)
-        annotated = annotate(frame.image, boxes, [zone] if zone else [], text)
+        drawn_zones = [zone] if zone else []
         first = violation.track.first_frame if violation.track.first_frame is not None else frame.image
-        return [self.evidence.put(encode_jpeg(annotated), "annotated"),
-                self.evidence.put(encode_jpeg(first), "first_seen")]
+        blackout = state.blackout.apply  # the drawings (a zone's tint, a label) never cover a privacy zone either
+        return [self._put(frame.image, "annotated", lambda image: blackout(annotate(image, boxes, drawn_zones, text))),
+                self._put(first, "first_seen", lambda image: blackout(image.copy()))]
+
+    def _put(self, clean: np.ndarray, kind: EvidenceKind, render: Optional[Render] = None,
+             plate_picture: bool = False) -> Evidence:
+        """Store one evidence picture (``render(clean)``), with its masked copies when masking is on."""
+        assert self.evidence is not None
+        if self.masker is not None:
+            return self.masker.put(clean, kind, render, plate_picture)
+        return self.evidence.put(encode_jpeg(render(clean) if render else clean), kind)
 
     # ------------------------------------------------------------------ camera status
     def status(self, camera_id: str, now: float, state: str = "online", reason: str = "") -> CameraStatus:
@@ -294,7 +314,8 @@ class Pipeline:
         boxes = [Drawn(t.xyxy, f"#{t.track_id} {t.class_name} {t.confidence:.2f}"
                        + (f" {flagged[t.track_id]}" if t.track_id in flagged else ""),
                        highlight=t.track_id in flagged) for t in state.seen]
-        return annotate(frame.image, boxes, state.zones, caption(frame.camera_id, frame.timestamp))
+        drawn = annotate(frame.image, boxes, state.zones, caption(frame.camera_id, frame.timestamp))
+        return state.blackout.apply(drawn)  # no drawing over a privacy zone
 
 
 def run_offline(pipeline: Pipeline, frames: Iterable[FrameLike],

@@ -3,7 +3,8 @@
 The detector writes scene pictures into it, the web app writes officers' photos and serves files,
 and ``nonsite evidence verify`` checks it.  A file lives at ``<root>/<sha[:2]>/<sha>.<ext>`` and is
 written atomically; an :class:`~contract.Evidence` record carries its kind, sha256 and that relative
-uri.  Only regular files really inside the store are ever served (no symlink, no linked folder).
+uri, and the sha256 of its masked copies (``masked``, docs/privacy.md), stored alike.  Only regular files
+really inside the store are ever served (no symlink, no linked folder).
 
 Example::
 
@@ -83,20 +84,28 @@ def is_stored_file(real_root: Path, candidate: Path) -> bool:
 
 
 def verify(events: Iterable[Detection], root: Path) -> list[str]:
-    """One line per evidence file that is missing or whose content no longer matches its sha256."""
+    """One line per evidence file, or masked copy of one, that is missing or whose content no longer matches
+    its sha256."""
     problems: list[str] = []
     checked: set[tuple[str, str]] = set()
+    store = EvidenceStore(root)
     for event in events:
         for item in event.evidence:
-            if (item.uri, item.sha256) in checked:
-                continue
-            checked.add((item.uri, item.sha256))
-            path = root / item.uri
-            if not path.is_file():
-                problems.append(f"{event.violation_id} {item.kind}: missing file {path}")
-                continue
-            actual = hashlib.sha256(path.read_bytes()).hexdigest()
-            if actual != item.sha256:
-                problems.append(f"{event.violation_id} {item.kind}: {path} has sha256 {actual}, "
-                                f"event says {item.sha256}")
+            files = [(item.kind, item.uri, item.sha256)]
+            for variant, sha in sorted(item.masked.items()):
+                found = store.locate(sha)  # a copy's path follows from its sha256, as every file's does
+                files.append((f"{item.kind} ({variant} copy)", str(found.relative_to(root)) if found else sha, sha))
+            for what, uri, sha in files:
+                if (uri, sha) not in checked:
+                    checked.add((uri, sha))
+                    problems += _check(event.violation_id, what, root / uri, sha)
     return problems
+
+
+def _check(violation_id: str, what: str, path: Path, sha256: str) -> list[str]:
+    if not path.is_file():
+        return [f"{violation_id} {what}: missing file {path}"]
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != sha256:
+        return [f"{violation_id} {what}: {path} has sha256 {actual}, event says {sha256}"]
+    return []
