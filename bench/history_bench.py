@@ -42,29 +42,29 @@ import yaml
 from kafka import KafkaProducer
 
 PROJECT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT))
+sys.path[:0] = [str(PROJECT), str(PROJECT / "bench")]
 
 from contract import CaseEvent, Incident, Task, to_iso  # noqa: E402
 from nonsite.config import City, load_city  # noqa: E402
 from nonsite.devtools.kafka_local import LocalKafka  # noqa: E402
 from stream.runtime.topics import create_topics  # noqa: E402
+from stream_bench import _free_port, _free_port_pair  # noqa: E402  (the same free ports as the stream bench)
 
 STEPS = [("accept", "DISPATCHED", "ACCEPTED"), ("arrive", "ACCEPTED", "ARRIVED"), ("resolve", "ARRIVED", "RESOLVED"),
          ("verify", "RESOLVED", "VERIFIED"), ("close", "VERIFIED", "CLOSED")]
 SUPERVISOR = ("sup", "sup-demo")
 
 
-def bench_city(tmp: Path, database: str, with_history: bool = True) -> City:
-    folder = tmp / ("configs" if with_history else "configs-baseline")
-    shutil.copytree(PROJECT / "configs", folder)
+def bench_configs(tmp: Path, database: str, tree: Path = PROJECT) -> Path:
+    """A copy of ``tree``'s configs on the bench's topics (and ``database``, when the tree has a history block)."""
+    folder = tmp / ("configs" if tree == PROJECT else "configs-baseline")
+    shutil.copytree(tree / "configs", folder)
     system = yaml.safe_load((folder / "nonsite.yaml").read_text())
     system["kafka"]["topics"] = {k: f"bench{tmp.name[-8:]}.{k}" for k in system["kafka"]["topics"]}
-    if with_history:
+    if "history" in system:
         system["history"] = {"database": database}
-    else:
-        system.pop("history", None)
     (folder / "nonsite.yaml").write_text(yaml.safe_dump(system, allow_unicode=True))
-    return load_city(folder)
+    return folder
 
 
 # ------------------------------------------------------------------ a year of cases
@@ -129,14 +129,15 @@ def replay(city: City) -> tuple[int, float]:
 
 
 # ------------------------------------------------------------------ the web app, started and asked
-def start_web(city: City, tree: Path, log: Path, expected_records: Optional[int]) -> tuple[subprocess.Popen, float, str]:
-    """``nonsite web`` of ``tree`` on ``city``: (process, seconds until it serves, base URL).
+def start_web(configs: Path, tree: Path, log: Path, expected_records: Optional[int]
+              ) -> tuple[subprocess.Popen, float, str]:
+    """``nonsite web`` of ``tree`` on the ``configs`` folder: (process, seconds until it serves, base URL).
 
     With ``expected_records`` (the baseline, which rebuilds its model), it serves once its health says it
     has read that many records; else at the first healthy answer."""
     port = _free_port()
-    env = dict(os.environ, PYTHONPATH=str(tree), NONSITE_KAFKA_BOOTSTRAP=city.kafka.bootstrap)
-    command = [sys.executable, "-m", "nonsite.cli", "--config", str(city.root), "--log-level", "WARNING", "web",
+    env = dict(os.environ, PYTHONPATH=str(tree))  # NONSITE_KAFKA_BOOTSTRAP: the bench's broker
+    command = [sys.executable, "-m", "nonsite.cli", "--config", str(configs), "--log-level", "WARNING", "web",
                "--port", str(port)]
     began = time.perf_counter()
     process = subprocess.Popen(command, cwd=tree, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -181,9 +182,9 @@ def rss_mb(process: subprocess.Popen) -> float:
     return psutil.Process(process.pid).memory_info().rss / 2**20
 
 
-def measure_web(city: City, tree: Path, log: Path, expected: Optional[int], first: date, last: date,
+def measure_web(configs: Path, tree: Path, log: Path, expected: Optional[int], first: date, last: date,
                 repeats: int) -> dict:
-    process, start_s, base = start_web(city, tree, log, expected)
+    process, start_s, base = start_web(configs, tree, log, expected)
     try:
         rss_started = rss_mb(process)
         reports = timed_reports(base, first, last, repeats)
@@ -199,7 +200,8 @@ def print_web(name: str, result: dict) -> None:
           f"{result['reports']['filed']}")
     for ask, seconds in result["reports"].items():
         if ask != "filed":
-            print(f"  {ask:<20} median {statistics.median(seconds) * 1000:7.0f} ms, slowest {max(seconds) * 1000:7.0f} ms")
+            median, slowest = statistics.median(seconds) * 1000, max(seconds) * 1000
+            print(f"  {ask:<20} median {median:7.0f} ms, slowest {slowest:7.0f} ms")
 
 
 def main() -> int:
@@ -217,7 +219,8 @@ def main() -> int:
         if not os.environ.get("NONSITE_KAFKA_BOOTSTRAP"):
             cluster = LocalKafka(tmp / "kafka", nodes=1, base_port=_free_port_pair())
             os.environ["NONSITE_KAFKA_BOOTSTRAP"] = cluster.start()
-        city = bench_city(tmp, args.database or str(tmp / "history.sqlite"))
+        configs = bench_configs(tmp, args.database or str(tmp / "history.sqlite"))
+        city = load_city(configs)
         create_topics(city)
         today = datetime.now(timezone.utc).date()
         began = time.perf_counter()
@@ -228,11 +231,11 @@ def main() -> int:
         print(f"replay into {_kind(city)}: {read} records in {seconds:.1f} s = {read / seconds:.0f} records/s "
               f"({counts['case_events'] / seconds:.0f} case events/s)")
         first, last = today - timedelta(days=365), today
-        project = measure_web(city, PROJECT, tmp / "web.log", None, first, last, args.repeats)
+        project = measure_web(configs, PROJECT, tmp / "web.log", None, first, last, args.repeats)
         print_web("nonsite web on the database", project)
         if args.baseline_tree:
-            old_city = bench_city(tmp, "", with_history=False)
-            baseline = measure_web(old_city, args.baseline_tree.resolve(), tmp / "web-baseline.log", total, first,
+            old = args.baseline_tree.resolve()
+            baseline = measure_web(bench_configs(tmp, "", tree=old), old, tmp / "web-baseline.log", total, first,
                                    last, args.repeats)
             print_web(f"baseline web ({args.baseline_tree}) rebuilding from Kafka", baseline)
             _ratios(project, baseline)
@@ -256,26 +259,6 @@ def _ratios(project: dict, baseline: dict) -> None:
 def _kind(city: City) -> str:
     setting = city.system.history.database
     return "PostgreSQL" if setting.startswith("postgresql") else "SQLite"
-
-
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _free_port_pair() -> int:
-    import socket
-    for _ in range(100):
-        base = _free_port()
-        try:
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", base + 1))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair")
 
 
 if __name__ == "__main__":

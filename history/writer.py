@@ -94,7 +94,8 @@ class HistoryWriter:
         rows = [{**snapshot_columns(i), "record": i.asdict_deep(), "filed_day": "", "rejected": False,
                  "reworked": False, "escalated": False} for i in newest.values()]
         self._execute(connection, self.statements.upsert_case, rows)
-        self._link_evidence(connection, [(i.incident_id, e.sha256) for i in newest.values() for e in i.evidence])
+        self._link_evidence(connection, [(i.incident_id, sha) for i in newest.values() for e in i.evidence
+                                         for sha in (e.sha256, *e.masked.values())])  # the masked copies too
         return list(newest.values())
 
     def _tasks(self, connection: Connection, tasks: list[Task]) -> list[Task]:

@@ -156,6 +156,8 @@ class StoredEvidence(Out):
     sha256: str
     uri: str
     content_type: str
+    masked: dict[str, str] = Field(default_factory=dict, description="masked copies: variant -> sha256 (none for "
+                                                                       "an officer's photo)")
     schema_version: int
     url: str
     size: int
