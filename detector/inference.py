@@ -9,15 +9,25 @@ Example::
     >>> detector = Detector.load("yolov8n_int8.tflite")           # doctest: +SKIP
     >>> [d.class_name for d in detector.detect([image])[0]]          # doctest: +SKIP
     ['dog', 'bicycle', 'truck', 'car']
+
+The model suppresses overlapping boxes per class only, so one pickup truck can come out as a
+``truck`` box and a ``car`` box on the same spot.  :func:`merge_within_groups` keeps one box per
+object among the classes of one group (``detector.objects.class_groups``)::
+
+    >>> groups = ClassGroups.of({"vehicle": ["car", "truck", "bus"]})
+    >>> pickup = [DetectedObject("truck", 0.70, (0.61, 0.13, 0.90, 0.30)),
+    ...           DetectedObject("car", 0.61, (0.61, 0.13, 0.90, 0.30))]
+    >>> [d.class_name for d in merge_within_groups(pickup, groups, min_iou=0.5)]
+    ['truck']
 """
 from __future__ import annotations
 
 import contextlib
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import structlog
@@ -39,6 +49,62 @@ class DetectedObject:
     class_name: str
     confidence: float
     xyxy: Box
+
+
+@dataclass(frozen=True)
+class ClassGroups:
+    """Which model classes name one kind of physical object; a class in no group is a group of its own."""
+
+    group_by_class: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, class_groups: Mapping[str, Sequence[str]]) -> "ClassGroups":
+        """From ``detector.objects.class_groups`` (group name -> its classes)."""
+        return cls({class_name: group for group, classes in class_groups.items() for class_name in classes})
+
+    def group_of(self, class_name: str) -> str:
+        return self.group_by_class.get(class_name, class_name)
+
+    def grouped(self, class_name: str) -> bool:
+        return class_name in self.group_by_class
+
+
+def merge_within_groups(detections: Sequence[DetectedObject], groups: ClassGroups,
+                        min_iou: float) -> list[DetectedObject]:
+    """One box per object: of boxes of one group overlapping by ``min_iou`` or more, only the most confident stays.
+
+    The kept box is one the model drew, not the union of the group: a union grows and shrinks with
+    whichever duplicates the model adds in a frame, which moves the object's bottom-centre (the
+    rules read that as the object moving) and inflates the evidence box.  Overlap is IoU, not
+    containment: a bus's box from a high camera holds whole cars beside it.  Classes in no group
+    are left to the model's own per-class suppression.  Detections keep their order.
+    """
+    members: dict[str, list[int]] = {}
+    for index, detection in enumerate(detections):
+        if groups.grouped(detection.class_name):
+            members.setdefault(groups.group_of(detection.class_name), []).append(index)
+    dropped: set[int] = set()
+    for indices in members.values():
+        if len(indices) < 2:
+            continue
+        order = sorted(indices, key=lambda i: -detections[i].confidence)
+        overlap = iou_matrix(np.array([detections[i].xyxy for i in order], np.float64))
+        suppressed = np.zeros(len(order), bool)
+        for rank in range(len(order)):
+            if not suppressed[rank]:
+                suppressed[rank + 1:] |= overlap[rank, rank + 1:] >= min_iou
+        dropped.update(i for i, gone in zip(order, suppressed) if gone)
+    return [d for i, d in enumerate(detections) if i not in dropped]
+
+
+def iou_matrix(boxes: np.ndarray) -> np.ndarray:
+    """IoU of every pair of ``(n, 4)`` xyxy boxes."""
+    low = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    high = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = np.prod(np.clip(high - low, 0, None), axis=2)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = area[:, None] + area[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 @dataclass

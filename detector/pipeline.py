@@ -127,8 +127,9 @@ class Pipeline:
         settings = self.settings
         ids = itertools.count(1)
         zones = zones_of(camera)
-        rules = CameraRules(camera.id, zones, list(scenarios), settings.lost_after_s, settings.update_interval_s)
-        tracker = CameraTracker(settings.lost_after_s, settings.tracker, ids=ids)
+        rules = CameraRules(camera.id, zones, list(scenarios), settings.lost_after_s, settings.update_interval_s,
+                            settings.objects)
+        tracker = CameraTracker(settings.lost_after_s, settings.tracker, ids=ids, objects=settings.objects)
         state = CameraState(camera, zones, tracker, rules, PrivacyBlackout(polygons_of(camera)))
         if any(s.rule == "static_foreground" and not set(s.classes) & model_classes for s in rules.scenarios):
             state.background = StaticForeground(width=settings.motion.downscale_width)

@@ -14,6 +14,15 @@ A violation is keyed by (scenario, track id): it emits ``start`` when its dwell 
 ``update`` at most every ``update_interval_s`` while it lasts, and ``end`` once its condition has not
 held for ``lost_after_s`` (the object left, or its track expired).  Never one event per frame.
 
+One physical object keeps one violation (``detector.objects``, docs/detector.md):
+
+* once started, the object stays while its box still covers its spot (IoU with where it stood of at
+  least ``same_spot_iou``), even when its bottom-centre drifts past ``max_displacement`` because a
+  passing car hides part of it or the box grows and shrinks;
+* a new track of the same class group where a violation's object stood, while that object's own
+  track is not seen, is the same object tracked again: it takes the violation over (same
+  ``violation_id``, dwell counted on) instead of an ``end`` and a second ``start``.
+
 Example::
 
     >>> from nonsite.config import Scenario
@@ -32,8 +41,10 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from nonsite.config import Scenario
+from nonsite.config.system import ObjectSettings
+from detector.inference import ClassGroups
 from detector.tracking import Track
-from detector.zones import Box, ZoneArea, bottom_centre, centre
+from detector.zones import Box, ZoneArea, bottom_centre, centre, iou
 
 ANYWHERE = ""  # zone id of scenarios without zone kinds
 
@@ -63,10 +74,14 @@ class Violation:
     last_event_at: Optional[float] = None
     xyxy: Box = (0.0, 0.0, 0.0, 0.0)
     confidence: float = 0.0
+    opened_by: int = field(init=False)  # its first track: the id keeps naming it after another track takes over
+
+    def __post_init__(self) -> None:
+        self.opened_by = self.track.track_id
 
     @property
     def violation_id(self) -> str:
-        return f"{self.camera_id}/{self.track.track_id}/{self.scenario.id}/{int(self.since)}"
+        return f"{self.camera_id}/{self.opened_by}/{self.scenario.id}/{int(self.since)}"
 
     @property
     def started(self) -> bool:
@@ -111,10 +126,12 @@ class CameraRules:
     scenarios: list[Scenario]
     lost_after_s: float = 10.0
     update_interval_s: float = 60.0
+    objects: ObjectSettings = field(default_factory=ObjectSettings)
     _open: dict[tuple[str, int], Violation] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.scenarios = [s for s in self.scenarios if s.enabled and self._has_zone_for(s)]
+        self.groups = ClassGroups.of(self.objects.class_groups)
 
     def _has_zone_for(self, scenario: Scenario) -> bool:
         return not scenario.zone_kinds or any(z.kind in scenario.zone_kinds for z in self.zones)
@@ -127,10 +144,11 @@ class CameraRules:
     def step(self, frame: Frame) -> list[ViolationEvent]:
         """Advance every rule to ``frame.timestamp``; returns the lifecycle events due now."""
         now = frame.timestamp
+        seen_ids = {t.track_id for t in frame.seen}
         for track in frame.seen:
             for scenario in self.scenarios:
                 if track.class_name in scenario.classes:
-                    self._observe(scenario, track, frame)
+                    self._observe(scenario, track, frame, seen_ids)
         events: list[ViolationEvent] = []
         for key, violation in list(self._open.items()):
             if now - violation.last_true >= self.lost_after_s:
@@ -157,9 +175,9 @@ class CameraRules:
         return [v for v in self._open.values() if v.last_true == now]
 
     # ------------------------------------------------------------------ internals
-    def _observe(self, scenario: Scenario, track: Track, frame: Frame) -> None:
+    def _observe(self, scenario: Scenario, track: Track, frame: Frame, seen_ids: set[int]) -> None:
         key = (scenario.id, track.track_id)
-        violation = self._open.get(key)
+        violation = self._open.get(key) or self._orphan_at(scenario, track, frame, seen_ids)
         zone_id = self._zone_of(scenario, track, violation)
         if zone_id is None or track.confidence < scenario.confidence or not self._companions_ok(scenario, track, frame):
             return
@@ -168,13 +186,31 @@ class CameraRules:
             self._open[key] = Violation(self.camera_id, scenario, track, zone_id, now, track.xyxy, now,
                                         xyxy=track.xyxy, confidence=track.confidence)
             return
+        if violation.track.track_id != track.track_id:  # the same object, tracked again
+            del self._open[(scenario.id, violation.track.track_id)]
+            self._open[key] = violation
         if scenario.rule != "unaccompanied" and \
                 displacement(violation.anchor, track.xyxy, frame.shape) > scenario.max_displacement:
             if violation.started:
-                return  # it moved away: no longer the parked object; ends after lost_after_s
-            violation.since, violation.anchor, violation.zone_id = now, track.xyxy, zone_id
+                if iou(violation.anchor, track.xyxy) < self.objects.same_spot_iou:
+                    return  # it moved away: no longer the parked object; ends after lost_after_s
+            else:
+                violation.since, violation.anchor, violation.zone_id = now, track.xyxy, zone_id
         violation.track, violation.last_true = track, now
         violation.xyxy, violation.confidence = track.xyxy, max(violation.confidence, track.confidence)
+
+    def _orphan_at(self, scenario: Scenario, track: Track, frame: Frame, seen_ids: set[int]) -> Optional[Violation]:
+        """An open violation of this scenario whose object's track is not seen now, on the spot where this
+        track stands, of its class group: the nearest, or None."""
+        group = self.groups.group_of(track.class_name)
+        orphans = [v for (scenario_id, _), v in self._open.items()
+                   if scenario_id == scenario.id and v.track.track_id not in seen_ids
+                   and self.groups.group_of(v.track.class_name) == group and self._same_spot(v, track, frame)]
+        return min(orphans, key=lambda v: displacement(v.xyxy, track.xyxy, frame.shape), default=None)
+
+    def _same_spot(self, violation: Violation, track: Track, frame: Frame) -> bool:
+        return displacement(violation.xyxy, track.xyxy, frame.shape) <= violation.scenario.max_displacement \
+            or iou(violation.xyxy, track.xyxy) >= self.objects.same_spot_iou
 
     def _zone_of(self, scenario: Scenario, track: Track, violation: Optional[Violation]) -> Optional[str]:
         if not scenario.zone_kinds:

@@ -7,8 +7,13 @@ that:
   inference can batch many cameras and tracking still sees one camera at a time;
 * a track ends only after ``lost_after_s`` seconds of frame time without being seen (ByteTrack's
   own frame-count buffer is disabled), so a missed detection or a short occlusion keeps the id;
+* one physical object stays one track whatever class the model flickers between: overlapping
+  boxes of one class group (``detector.objects.class_groups``: car, truck, bus...) are merged to
+  the most confident before tracking (:func:`~detector.inference.merge_within_groups`), a track
+  matches detections of its own group only, and its class is the most frequent of its last
+  ``class_vote`` detections;
 * a ByteTrack id that does reappear as a new id right where a recently lost track of the same
-  class was is stitched back to that track's stable id;
+  group was is stitched back to that track's stable id;
 * the picture's *scene* changes only when the motion gate sees motion: every object seen since the
   last change is still there while nothing moves.  On a frame the gate skipped,
   :meth:`CameraTracker.carry` counts them as seen again, and an inference without motion (a
@@ -27,17 +32,30 @@ Example::
     ([], [1])
     >>> [t.track_id for t in tracker.expire(12.5)]
     [1]
+
+A van the model calls a bus, then a car and a bus on one spot (merged: the car is surer), then a
+bus, then a car: one track, and its class stays the bus it has been voted::
+
+    >>> van, tracker = (0.3, 0.4, 0.7, 0.9), CameraTracker(lost_after_s=10)
+    >>> frames = [[DetectedObject("bus", 0.8, van)],
+    ...           [DetectedObject("car", 0.6, van), DetectedObject("bus", 0.5, van)],
+    ...           [DetectedObject("bus", 0.9, van)], [DetectedObject("car", 0.7, van)]]
+    >>> [[(t.track_id, t.class_name) for t in tracker.update(found, float(second))]
+    ...  for second, found in enumerate(frames)]
+    [[(1, 'bus')], [(1, 'bus')], [(1, 'bus')], [(1, 'bus')]]
 """
 from __future__ import annotations
 
 import itertools
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
-from detector.inference import DetectedObject
+from detector.inference import ClassGroups, DetectedObject, merge_within_groups
 from detector.zones import Box, iou
+from nonsite.config.system import ObjectSettings
 
 STITCH_IOU = 0.3
 _CANVAS = (1000, 1000)  # (h, w) when the frame size is unknown; IoU matching does not depend on it
@@ -55,10 +73,29 @@ class Track:
     last_seen: float
     first_xyxy: Box
     first_frame: Optional[object] = field(default=None, repr=False)  # clean image when first seen
+    class_vote: int = field(default=10, repr=False)  # how many recent detections vote on the class
+    recent_classes: deque[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.recent_classes = deque(maxlen=self.class_vote)
 
     def seen(self, detection: DetectedObject, timestamp: float) -> None:
-        self.class_name, self.confidence, self.xyxy = detection.class_name, detection.confidence, detection.xyxy
+        self.recent_classes.append(detection.class_name)
+        self.class_name = majority(self.recent_classes, self.class_name)
+        self.confidence, self.xyxy = detection.confidence, detection.xyxy
         self.last_seen = timestamp
+
+
+def majority(votes: Iterable[str], current: str) -> str:
+    """The most frequent class; on a tie the current one stays, else the latest of the tied."""
+    counts = Counter(votes)
+    if not counts:
+        return current
+    top = max(counts.values())
+    tied = [name for name, count in counts.items() if count == top]
+    if current in tied:
+        return current
+    return next(name for name in reversed(list(votes)) if name in tied)
 
 
 def load_tracker_args(name: str = "bytetrack.yaml"):
@@ -78,8 +115,27 @@ def _make_byte_tracker(args):
     args = type(args)(**{**dict(args), "track_buffer": 10**9})  # frame-count expiry off: we expire by time
     if kind == "botsort":
         args = type(args)(**{**dict(args), "with_reid": False, "gmc_method": "none"})
-        return BOTSORT(args)
-    return BYTETracker(args)
+        return _within_groups(BOTSORT)(args)
+    return _within_groups(BYTETracker)(args)
+
+
+def _within_groups(tracker_class):
+    """The tracker class, matching a track only to detections of its own class group.
+
+    ultralytics matches on overlap alone, so a parked bicycle's track could take over a person
+    walking past it.  Our rows carry the group's index as their class; pairs of two groups get the
+    largest cost.  Only the high-score stages use ``get_dists``; the low-score stage sees detections
+    under ``track_high_thresh``, which ``detector.min_confidence`` (0.25) already drops.
+    """
+    class WithinGroups(tracker_class):
+        def get_dists(self, tracks, detections):
+            dists = super().get_dists(tracks, detections)
+            if len(tracks) and len(detections):
+                same = np.array([t.cls for t in tracks])[:, None] == np.array([d.cls for d in detections])[None, :]
+                dists = np.where(same, dists, 1.0)
+            return dists
+
+    return WithinGroups
 
 
 class CameraTracker:
@@ -87,8 +143,10 @@ class CameraTracker:
     :meth:`expire` on every frame (all in frame-time order)."""
 
     def __init__(self, lost_after_s: float = 10.0, tracker: str = "bytetrack.yaml",
-                 ids: Optional[Iterator[int]] = None, tracker_args=None):
+                 ids: Optional[Iterator[int]] = None, tracker_args=None, objects: Optional[ObjectSettings] = None):
         self.lost_after_s = lost_after_s
+        self.objects = objects or ObjectSettings()
+        self.groups = ClassGroups.of(self.objects.class_groups)
         self._byte = _make_byte_tracker(tracker_args or load_tracker_args(tracker))
         self._ids = ids if ids is not None else itertools.count(1)
         self._tracks: dict[int, Track] = {}
@@ -96,7 +154,7 @@ class CameraTracker:
         self._scene: set[int] = set()  # tracks seen since the picture last changed
         self._force_until: Optional[float] = None  # infer the next frame if it comes before this time
         self._frames: dict[int, tuple[float, Optional[np.ndarray]]] = {}  # ByteTrack frame id -> (time, image)
-        self._class_index: dict[str, int] = {}
+        self._group_index: dict[str, int] = {}
 
     # ------------------------------------------------------------------ frames
     def update(self, detections: list[DetectedObject], timestamp: float,
@@ -110,12 +168,13 @@ class CameraTracker:
         """
         from ultralytics.engine.results import Boxes
 
+        detections = merge_within_groups(detections, self.groups, self.objects.merge_iou)
         height, width = shape or _CANVAS
         rows = np.zeros((len(detections), 6), np.float32)
         for index, detection in enumerate(detections):
             x1, y1, x2, y2 = detection.xyxy
-            cls = self._class_index.setdefault(detection.class_name, len(self._class_index))
-            rows[index] = (x1 * width, y1 * height, x2 * width, y2 * height, detection.confidence, cls)
+            group = self._group_index.setdefault(self.groups.group_of(detection.class_name), len(self._group_index))
+            rows[index] = (x1 * width, y1 * height, x2 * width, y2 * height, detection.confidence, group)
         output = self._byte.update(Boxes(rows, (height, width)), None)
         frame_id = self._byte.frame_id
         self._frames[frame_id] = (timestamp, image)
@@ -195,15 +254,16 @@ class CameraTracker:
         track = self._stitch(detection, taken)
         if track is None:
             track = Track(next(self._ids), detection.class_name, detection.confidence, detection.xyxy,
-                          timestamp, timestamp, detection.xyxy)
+                          timestamp, timestamp, detection.xyxy, class_vote=self.objects.class_vote)
             self._tracks[track.track_id] = track
         self._by_byte_id[byte_id] = track.track_id
         return track
 
     def _stitch(self, detection: DetectedObject, taken: set[int]) -> Optional[Track]:
-        """A not-yet-expired track of the same class, unmatched in this frame, where this new detection is."""
+        """A not-yet-expired track of the same group, unmatched in this frame, where this new detection is."""
+        group = self.groups.group_of(detection.class_name)
         candidates = [t for t in self._tracks.values()
-                      if t.track_id not in taken and t.class_name == detection.class_name]
+                      if t.track_id not in taken and self.groups.group_of(t.class_name) == group]
         best = max(candidates, key=lambda t: iou(t.xyxy, detection.xyxy), default=None)
         if best is not None and iou(best.xyxy, detection.xyxy) >= STITCH_IOU:
             return best

@@ -97,6 +97,31 @@ class MaskingSettings(Strict):
     plate_threshold: float = Field(default=0.3, gt=0, le=1)  # plate detector score for a plate to mask
 
 
+class ObjectSettings(Strict):
+    """One physical object, one track, one violation, whatever class the model flickers between (docs/detector.md)."""
+
+    # classes the model confuses for one object; a class in no group is a group of its own
+    class_groups: dict[str, list[str]] = Field(default_factory=lambda: {
+        "vehicle": ["car", "truck", "bus", "van"], "two_wheeler": ["motorcycle", "bicycle"]})
+    merge_iou: float = Field(default=0.5, gt=0, le=1)  # boxes of one group overlapping this much in a frame: one object
+    class_vote: int = Field(default=10, ge=1)  # a track's class is the most frequent of its last N detections
+    # a started violation's object still covers its spot, and a new track there takes the violation over,
+    # while its box overlaps the spot this much (or its bottom-centre stays within the scenario's max_displacement)
+    same_spot_iou: float = Field(default=0.3, gt=0, le=1)
+
+    @field_validator("class_groups")
+    @classmethod
+    def _one_group_per_class(cls, groups: dict[str, list[str]]) -> dict[str, list[str]]:
+        group_of: dict[str, str] = {}
+        for name, classes in groups.items():
+            if not name.strip() or not classes or not all(c.strip() for c in classes):
+                raise ValueError(f"group '{name}' needs a name and at least one class name")
+            for class_name in classes:
+                if group_of.setdefault(class_name, name) != name:
+                    raise ValueError(f"class '{class_name}' is in two groups: '{group_of[class_name]}' and '{name}'")
+        return groups
+
+
 class DetectorSettings(Strict):
     weights: str = "yolov8n.pt"
     imgsz: int = Field(default=640, ge=32)
@@ -108,6 +133,7 @@ class DetectorSettings(Strict):
     motion: MotionSettings = MotionSettings()
     plates: PlateSettings = PlateSettings()
     masking: MaskingSettings = MaskingSettings()
+    objects: ObjectSettings = ObjectSettings()
     lost_after_s: float = Field(default=10.0, gt=0)  # a track unseen this long has ended
     update_interval_s: float = Field(default=60.0, gt=0)
     status_interval_s: float = Field(default=30.0, gt=0)
