@@ -8,10 +8,10 @@ Example::
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from nonsite.config import Camera, City
-from contract import Alert, CameraStatus, CaseEvent, Incident, Task, parse_iso
+from contract import Alert, CameraStatus, CaseEvent, Evidence, Incident, Task, parse_iso
 from history.facts import TERMINAL_STATES
 from history.queries import OPEN_TASK_STATUSES, CaseStore
 
@@ -46,7 +46,26 @@ def evidence_url(sha256: str) -> str:
     return f"/api/evidence/{sha256}"
 
 
-def incident_view(city: City, store: CaseStore, incident: Incident) -> dict[str, Any]:
+Variant = Literal["subject", "public"]  # docs/privacy.md: who sees which masked copy
+
+
+def shown_copy(evidence: Evidence, variant: Variant) -> Optional[str]:
+    """The sha256 of the copy of a picture a viewer is shown: its masked ``variant`` when the picture has masked
+    copies; the picture itself when it has none (masking off, an officer's photo); None when the variant could
+    not be made (then nothing may be shown)."""
+    if not evidence.masked:
+        return evidence.sha256
+    return evidence.masked.get(variant)
+
+
+def shown_evidence(incident: Incident, variant: Variant) -> list[dict[str, Any]]:
+    shown = [(e.kind, shown_copy(e, variant)) for e in incident.evidence]
+    return [{"kind": kind, "sha256": sha, "url": evidence_url(sha)} for kind, sha in shown if sha]
+
+
+def incident_view(city: City, store: CaseStore, incident: Incident, variant: Variant = "public") -> dict[str, Any]:
+    """A case as the pages show it; its pictures are the ``variant`` masked copies (the public ones unless the
+    viewer handles the case)."""
     camera = city.camera(incident.camera_id)
     scenario = city.scenario(incident.scenario)
     officer = next((o for o in city.officers if o.id == incident.officer_id), None)
@@ -54,8 +73,8 @@ def incident_view(city: City, store: CaseStore, incident: Incident) -> dict[str,
     state = norm_state(incident.state)
     task = store.current_task(incident.incident_id, incident)
     deadline = incident.deadline or (task.deadline if task else None)
-    snapshot = next((e for e in incident.evidence if e.kind == "annotated"), None) or \
-        (incident.evidence[0] if incident.evidence else None)
+    evidence = shown_evidence(incident, variant)
+    snapshot = next((e for e in evidence if e["kind"] == "annotated"), None) or (evidence[0] if evidence else None)
     return {
         "incident_id": incident.incident_id,
         "scenario": incident.scenario,
@@ -87,14 +106,15 @@ def incident_view(city: City, store: CaseStore, incident: Incident) -> dict[str,
         "first_offence": incident.first_offence,
         "recurrence_of": incident.recurrence_of,
         "reopen_count": incident.reopen_count,
-        "snapshot": evidence_url(snapshot.sha256) if snapshot else None,
-        "evidence": [{"kind": e.kind, "sha256": e.sha256, "url": evidence_url(e.sha256)} for e in incident.evidence],
+        "snapshot": snapshot["url"] if snapshot else None,
+        "evidence": evidence,
     }
 
 
 def task_view(city: City, store: CaseStore, task: Task) -> dict[str, Any]:
     incident = store.incident(task.incident_id)
-    view = incident_view(city, store, incident) if incident else {"incident_id": task.incident_id, "state": ""}
+    view = incident_view(city, store, incident, "subject") if incident else {"incident_id": task.incident_id,
+                                                                             "state": ""}
     state = view.get("state", "")
     return {
         **view,

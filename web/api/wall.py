@@ -57,7 +57,8 @@ def incident(incident_id: str, request: Request, who: Principal = Depends(ANY_RO
     found = known_incident(request, incident_id)
     if who.role == "officer" and not store.officer_may_see(who.person_id, incident_id):
         raise HTTPException(403, "incident_id: this case is not assigned to you")
-    return {**for_role(who, incident_view(city_of(request), store, found)),
+    variant = "subject" if who.role in PLATE_ROLES else "public"  # the handlers see the subject, bystanders masked
+    return {**for_role(who, incident_view(city_of(request), store, found, variant)),
             "tasks": [t.asdict_deep() for t in store.tasks_of_incident(incident_id)],
             "history": [case_event_view(e) for e in store.history(incident_id)]}
 
