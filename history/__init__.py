@@ -8,5 +8,7 @@ questions people ask of them (lists, searches, case histories, the closure figur
 * :mod:`history.facts` — what the statistics count about one case (the one definition);
 * :mod:`history.writer` — records in, idempotently by ids and offsets; :mod:`history.recorder` — the
   Kafka consumer that feeds it;
-* :mod:`history.queries` — cases, tasks and audit logs out; :mod:`history.statistics` — the figures.
+* :mod:`history.queries` — cases, tasks and audit logs out; :mod:`history.statistics` — the figures;
+* :mod:`history.custody` — legal holds and the audit steps the record writes itself; :mod:`history.retention`
+  — which evidence files the retention rule deletes, and deleting them.
 """

@@ -16,10 +16,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect  # noqa: F401  (inspect: the example)
-from sqlalchemy.pool import StaticPool
+# set before alembic is imported: it logs its plugins at INFO then, and each migration step later, noise in
+# every command (a failing database would no longer be the one line a command prints)
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
+from sqlalchemy import Engine, create_engine, event, inspect  # noqa: E402,F401  (inspect: the example)
+from sqlalchemy.pool import StaticPool  # noqa: E402
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -57,7 +61,6 @@ def open_database(setting: str, base: Path | None = None, migrate_schema: bool =
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (nothing to do when it is there already)."""
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per step is noise in every command
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:

@@ -28,6 +28,9 @@ from nonsite.privacy import plate_key
 
 CLOSED_STATES = frozenset({"CLOSED", "VERIFIED", "SELF_CORRECTED"})
 TERMINAL_STATES = CLOSED_STATES | {"REJECTED"}
+# steps the system of record writes itself (history.custody): they keep the case's state (from = to) and are
+# never a closing, a reopening or an escalation, so the counted facts leave them out
+RECORD_KEEPING_ACTIONS = frozenset({"legal_hold", "legal_hold_released", "evidence_purged"})
 
 
 def naive_utc(text: Optional[str]) -> Optional[datetime]:

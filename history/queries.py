@@ -106,6 +106,29 @@ class Access:
     reason: str
 
 
+@dataclass(frozen=True)
+class AccessSearch:
+    """Filters of an access log search, combined with AND; ``since``/``until`` naive UTC, ``until`` excluded."""
+
+    person_id: Optional[str] = None
+    role: Optional[str] = None
+    incident_id: Optional[str] = None
+    sha256: Optional[str] = None
+    what: Optional[str] = None
+    since: Optional[datetime] = None
+    until: Optional[datetime] = None
+    page: int = 1
+    per_page: int = 50
+
+
+@dataclass(frozen=True)
+class AccessPage:
+    accesses: list[Access]
+    total: int
+    page: int
+    per_page: int
+
+
 def token_hash(token: str) -> str:
     """Revoked tokens are kept by their hash: the table never holds a usable token."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -271,6 +294,32 @@ class CaseStore:
         with self.engine.connect() as connection:
             rows = connection.execute(query.order_by(log.at.desc(), log.id.desc()).limit(limit))
             return [Access(**row._asdict()) for row in rows]
+
+    def log_evidence_view(self, person_id: str, role: str, sha256: str, incident_ids: Iterable[str],
+                          reason: str = "", at: Optional[datetime] = None) -> None:
+        """Record one view of an evidence file: a row for each case it belongs to (one without a case for an
+        upload not attached yet), all at the same moment, so the log can be searched by case."""
+        at = at or datetime.utcnow()
+        rows = [{"at": at, "person_id": person_id, "role": role, "what": "evidence", "target": sha256,
+                 "incident_id": incident_id, "reason": reason} for incident_id in sorted(incident_ids) or [None]]
+        with self.engine.begin() as connection:
+            connection.execute(schema.access_log.insert(), rows)
+
+    def search_accesses(self, search: AccessSearch) -> AccessPage:
+        """One page of the access log rows the filters keep, newest first, and how many there are in all."""
+        log = schema.access_log.c
+        wanted = [(log.person_id, search.person_id), (log.role, search.role), (log.incident_id, search.incident_id),
+                  (log.what, "evidence" if search.sha256 else search.what), (log.target, search.sha256)]
+        conditions = [column == value for column, value in wanted if value is not None]
+        conditions += [log.at >= search.since] if search.since else []
+        conditions += [log.at < search.until] if search.until else []
+        query = select(log.at, log.person_id, log.role, log.what, log.target, log.incident_id, log.reason)
+        query = query.where(*conditions).order_by(log.at.desc(), log.id.desc())
+        query = query.offset((search.page - 1) * search.per_page).limit(search.per_page)
+        with self.engine.connect() as connection:
+            rows = [Access(**row._asdict()) for row in connection.execute(query)]
+            total = connection.execute(select(func.count()).select_from(schema.access_log).where(*conditions)).scalar()
+        return AccessPage(rows, int(total or 0), search.page, search.per_page)
 
     # ------------------------------------------------------------ helpers
     def _facts(self, query: Any) -> list[CaseFacts]:

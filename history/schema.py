@@ -1,4 +1,5 @@
-"""The system of record's tables (SQLAlchemy Core): cases, tasks, the audit log, evidence, uploads, revocations.
+"""The system of record's tables (SQLAlchemy Core): cases, tasks, the audit log, evidence, uploads, revocations,
+the access log, legal holds and purged evidence files.
 
 Each table keeps the record as the topic carried it (``record``, JSON) beside the columns that are
 searched, filtered or counted.  ``cases`` also holds the facts the statistics count (filing day, first
@@ -18,7 +19,8 @@ Example::
 """
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, Index, Integer, MetaData, String, Table,
+                        Text, text)
 
 METADATA = MetaData()
 ID = String(128)
@@ -139,6 +141,36 @@ access_log = Table(
     Column("reason", Text, nullable=False, default=""),
     Index("ix_access_log_target", "target"),
     Index("ix_access_log_at", "at"),
+    Index("ix_access_log_person", "person_id", "at"),
+    Index("ix_access_log_incident", "incident_id", "at"),
+)
+
+# legal holds (history.custody): a case with a row not yet released is never purged
+holds = Table(
+    "holds", METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", ID, nullable=False),
+    Column("held_by", ID, nullable=False),
+    Column("held_at", DateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("released_by", ID),
+    Column("released_at", DateTime),
+    Column("release_reason", Text),
+    Index("ix_holds_incident", "incident_id", "held_at"),
+    # at most one hold in force per case, even when two supervisors place one at the same moment
+    Index("ux_holds_in_force", "incident_id", unique=True, sqlite_where=text("released_at IS NULL"),
+          postgresql_where=text("released_at IS NULL")),
+)
+
+# evidence files deleted by the retention rule (history.retention): their hashes stay in ``evidence`` and the
+# records; ``deleted_at`` is empty while the file's deletion is still to be done (a run that stopped halfway)
+purged_files = Table(
+    "purged_files", METADATA,
+    Column("sha256", String(64), primary_key=True),
+    Column("purged_at", DateTime, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("deleted_at", DateTime),
+    Index("ix_purged_files_deleted", "deleted_at"),
 )
 
 positions = Table(

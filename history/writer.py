@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from contract import Alert, CameraStatus, CaseEvent, DeadLetter, Incident, Record, Task
 from contract.position import source_of
 from history import schema
-from history.facts import Dispatch, Step, derive, naive_utc, snapshot_columns
+from history.facts import RECORD_KEEPING_ACTIONS, Dispatch, Step, derive, naive_utc, snapshot_columns
 
 _FEEDBACK_ID = re.compile(r"[0-9a-f]{32}")
 Change = tuple[str, Any]  # ("incident", Incident) | ("task", Task) | ("camera", CameraStatus) | ...
@@ -177,8 +177,9 @@ class HistoryWriter:
             dispatches.setdefault(row.incident_id, []).append(Dispatch(row.assigned_at, row.deadline, row.officer_id))
         steps: dict[str, list[Step]] = {}
         events = schema.case_events.c
+        counted = events.action.not_in(sorted(RECORD_KEEPING_ACTIONS))
         for row in connection.execute(select(events.incident_id, events.seq, events.at, events.applied,
-                                             events.to_state).where(events.incident_id.in_(ids))):
+                                             events.to_state).where(events.incident_id.in_(ids), counted)):
             steps.setdefault(row.incident_id, []).append(Step(row.seq, row.at, row.applied, row.to_state))
         rows = []
         for (record,) in connection.execute(select(schema.cases.c.record).where(schema.cases.c.incident_id.in_(ids))):

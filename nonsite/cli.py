@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("events", type=Path, help="JSON-lines file of detection events")
     verify.add_argument("--store", type=Path, default=None, help="evidence folder (default from config)")
     verify.set_defaults(run=_handler("detector.cli:evidence_verify"), needs_config=True)
+    purge = evidence_commands.add_parser("purge", help="delete the evidence files of cases closed more than "
+                                                       "history.evidence_retention_days ago (not those on hold)")
+    purge.add_argument("--dry-run", action="store_true", help="list what would be deleted, change nothing")
+    purge.add_argument("--no-sync", action="store_true",
+                       help="decide on what the database holds now, without reading the topics first")
+    purge.set_defaults(run=_handler("web.cli:evidence_purge"), needs_config=True)
 
     worker = commands.add_parser("worker", help="run the stream processor (Faust worker) and its web server")
     worker.add_argument("--web-port", type=int, default=None)

@@ -23,7 +23,7 @@ from history.queries import CaseStore
 from history.writer import HistoryWriter
 from nonsite.config import City
 from nonsite.evidence import EvidenceStore
-from web.api import cases, export, files, officer, open311, reports, session, wall
+from web.api import access, cases, export, files, holds, officer, open311, reports, session, wall
 from web.auth import TokenIssuer
 from web.bus import Bus
 from web.middleware import SECURITY_HEADERS, SecurityMiddleware
@@ -74,6 +74,8 @@ def create_app(city: City, outcome_wait_s: float = OUTCOME_WAIT_S, start_bus: bo
     app.include_router(reports.router)
     app.include_router(export.router)
     app.include_router(open311.router)
+    app.include_router(access.router)
+    app.include_router(holds.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for path, page in PAGES.items():
         app.add_api_route(path, _page(page), methods=["GET"], include_in_schema=False)

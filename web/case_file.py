@@ -28,7 +28,7 @@ from nonsite.config import City
 
 PLATE_HIDDEN = "[车牌已隐去 plate hidden]"
 STATUS_LABELS = {"intact": "✔ 完整 intact", "mismatch": "✘ 哈希不符 HASH MISMATCH",
-                 "missing": "✘ 文件缺失 FILE MISSING"}
+                 "missing": "✘ 文件缺失 FILE MISSING", "purged": "已按保存期限删除 PURGED (retention)"}
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,12 @@ class EvidenceCheck:
     data: Optional[bytes] = None
     withheld: str = ""
     step: Optional[int] = None  # the audit step that brought it, for files not in the case snapshot
+    purged: bool = False  # deleted by the retention rule: absent as the law allows, not lost
 
     @property
     def status(self) -> str:
         if self.recomputed is None:
-            return "missing"
+            return "purged" if self.purged else "missing"
         return "intact" if self.recomputed == self.sha256 else "mismatch"
 
 
@@ -209,7 +210,7 @@ def _evidence(page: CaseFile) -> str:
 
 
 def _figure(page: CaseFile, item: EvidenceCheck) -> str:
-    tone = "ok" if item.status == "intact" else "bad"
+    tone = {"intact": "ok", "purged": "meta"}.get(item.status, "bad")
     status = f'<span class="{tone}">{page.text(STATUS_LABELS[item.status])}</span>'
     if item.data is not None:
         encoded = base64.b64encode(item.data).decode("ascii")

@@ -1,11 +1,17 @@
-"""``nonsite web``: serve the operator surfaces with uvicorn; ``nonsite report``: the closure figures."""
+"""``nonsite web``: serve the operator surfaces with uvicorn; ``nonsite report``: the closure figures;
+``nonsite evidence purge``: the retention rule applied to the evidence store.
+
+Example::
+
+    nonsite evidence purge --dry-run     # one line per case whose files would be deleted, then the totals
+"""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import csv
 import sys
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Optional, TextIO
 
 import uvicorn
@@ -54,6 +60,51 @@ def report(args: argparse.Namespace, city: Optional[City]) -> int:
     rows, total = summarise(store.engine, period, args.by)
     write_report([row.as_dict() for row in rows], total.as_dict(), args.by, bool(args.csv), sys.stdout)
     return 0
+
+
+def evidence_purge(args: argparse.Namespace, city: Optional[City]) -> int:
+    """``nonsite evidence purge [--dry-run] [--no-sync]``: delete the evidence files of the cases that ended more
+    than ``history.evidence_retention_days`` ago and are not on legal hold (:mod:`history.retention`)."""
+    assert city is not None
+    from history.database import DatabaseError
+    from history.retention import finish_deletions, purge_case, purge_plan
+    from nonsite.evidence import EvidenceStore
+
+    days = city.system.history.evidence_retention_days
+    try:
+        store = _store(city)
+    except DatabaseError as exc:
+        raise CommandError(str(exc)) from None
+    if not args.no_sync:
+        _catch_up(city, store)
+    evidence = EvidenceStore(city.resolve_path(city.detector.evidence_dir))
+    run_at = datetime.utcnow()
+    cutoff = run_at - timedelta(days=days)
+    if not args.dry_run and (left := finish_deletions(store.engine, evidence)):
+        print(f"finished deleting {left} file(s) a stopped purge had recorded")
+    cases, sizes = 0, {}
+    for plan in purge_plan(store.engine, evidence, cutoff, run_at):
+        if not args.dry_run and purge_case(store.engine, evidence, plan, days, run_at) is None:
+            continue  # put on legal hold since it was listed
+        cases += 1
+        sizes.update({f.sha256: f.bytes for f in plan.files})
+        print(_purge_line(city, plan))
+    verb = "would be deleted (dry run: nothing changed)" if args.dry_run else "deleted"
+    print(f"{cases} case(s), {len(sizes)} file(s), {sum(sizes.values())} bytes {verb}; cases that ended before "
+          f"{_local_day(city, cutoff)} (history.evidence_retention_days = {days}), none on legal hold")
+    return 0
+
+
+def _purge_line(city: City, plan) -> str:
+    kept = f"  kept {len(plan.kept)} still used by another case" if plan.kept else ""
+    return (f"{plan.incident_id}  {plan.state} {_local_day(city, plan.ended_at)}  {len(plan.files)} file(s)  "
+            f"{plan.bytes} bytes  {','.join(f.sha256 for f in plan.files)}{kept}")
+
+
+def _local_day(city: City, moment: datetime) -> str:
+    from history.facts import local_day
+
+    return local_day(moment, city.system.city.timezone)
 
 
 def _report_period(date_from: Optional[str], date_to: Optional[str]):

@@ -174,6 +174,16 @@ class HistorySettings(Strict):
     SQLAlchemy URL such as ``postgresql+psycopg://nonsite@db/nonsite``."""
 
     database: str = Field(default="var/history.sqlite", min_length=1)
+    # evidence files of a case are deleted this long after it closed (nonsite evidence purge): five years, the
+    # longest time a court still accepts a suit against an administrative act (docs/history.md, "Retention")
+    evidence_retention_days: int = 1827
+
+    @field_validator("evidence_retention_days", mode="before")
+    @classmethod
+    def _retention_days(cls, value: Any) -> Any:
+        if _whole_number(value, 180, 36_500):
+            return value
+        raise ValueError(f"must be a whole number of days from 180 (the six months to sue) to 36500; got {value!r}")
 
 
 class CitySettings(Strict):

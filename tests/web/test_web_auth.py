@@ -29,6 +29,11 @@ def state_changing_calls(case_id: str, task_id: str) -> dict[tuple[str, str], di
         ("POST", "/api/incidents/{incident_id}/reassign"): {"path": f"/api/incidents/{case_id}/reassign",
                                                             "allowed": {"operator"},
                                                             "json": {"target_officer": "O102"}},
+        ("POST", "/api/incidents/{incident_id}/hold"): {"path": f"/api/incidents/{case_id}/hold",
+                                                        "allowed": {"supervisor"}, "json": {"reason": "行政诉讼"}},
+        ("POST", "/api/incidents/{incident_id}/hold/release"): {
+            "path": f"/api/incidents/{case_id}/hold/release", "allowed": {"supervisor"}, "json": {"reason": "done"},
+            "before": f"/api/incidents/{case_id}/hold"},  # a hold to release, placed by a supervisor
     }
 
 
@@ -71,6 +76,8 @@ def test_allowed_roles_get_through(web: WebHarness, route) -> None:
     case, task = dispatched_case(web, "O101")
     call = state_changing_calls(case.incident_id, task.task_id)[route]
     body = {k: call[k] for k in ("json", "content", "headers") if k in call}
+    if "before" in call:
+        assert web.client("sup").post(call["before"], json={"reason": "行政诉讼"}).status_code == 201
     for role in call["allowed"]:
         answer = web.client(ROLES[role]).request(route[0], call["path"], **body)
         assert answer.status_code in (200, 201, 202), (role, answer.text)

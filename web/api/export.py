@@ -12,12 +12,15 @@ Example::
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
 from contract import CaseEvent, Incident
+from history.facts import RECORD_KEEPING_ACTIONS
+from history.retention import purged_at
 from nonsite.evidence import EvidenceStore
 from web.api.deps import city_of, store_of
 from web.api.wall import PLATE_ROLES
@@ -31,9 +34,15 @@ router = APIRouter(prefix="/api", tags=["wall"])
 EXPORT = "export"  # the access log's ``what`` for a case export
 
 
-def check_file(store: EvidenceStore, kind: str, sha256: str, show: bool, step: Optional[int] = None) -> EvidenceCheck:
-    """The file of ``sha256`` in the store, hashed again; its bytes kept to show when intact, an image and ``show``."""
+def check_file(store: EvidenceStore, kind: str, sha256: str, show: bool, step: Optional[int] = None,
+               purged: Optional[datetime] = None) -> EvidenceCheck:
+    """The file of ``sha256`` in the store, hashed again; its bytes kept to show when intact, an image and ``show``.
+
+    ``purged``: when the retention rule deleted it (then its absence is said as such, not as a missing file)."""
     path = store.locate(sha256)
+    if path is None and purged is not None:
+        return EvidenceCheck(kind, sha256, None, withheld=f"deleted on {purged:%Y-%m-%d} under the retention rule",
+                             step=step, purged=True)
     if path is None:
         return EvidenceCheck(kind, sha256, None, withheld="no file with this sha256 in the evidence store", step=step)
     data = path.read_bytes()
@@ -50,17 +59,22 @@ def check_file(store: EvidenceStore, kind: str, sha256: str, show: bool, step: O
     return EvidenceCheck(kind, sha256, recomputed, media_type, withheld=why, step=step)
 
 
-def evidence_of(store: EvidenceStore, incident: Incident, events: list[CaseEvent],
-                show_plate: bool) -> list[EvidenceCheck]:
-    """The case's pictures, then the files its steps brought (officers' photos), each once."""
-    checks = [check_file(store, item.kind, item.sha256, show_plate or item.kind != "plate")
-              for item in incident.evidence]
+def evidence_of(store: EvidenceStore, incident: Incident, events: list[CaseEvent], show_plate: bool,
+                purged: Optional[dict[str, datetime]] = None) -> list[EvidenceCheck]:
+    """The case's pictures, then the files its steps brought (officers' photos), each once; ``purged``: sha256 ->
+    when the retention rule deleted it."""
+    purged = purged or {}
+    checks = [check_file(store, item.kind, item.sha256, show_plate or item.kind != "plate",
+                         purged=purged.get(item.sha256)) for item in incident.evidence]
     listed = {item.sha256 for item in incident.evidence}
     for event in events:
+        if event.action in RECORD_KEEPING_ACTIONS:  # a purge step lists the files it deleted: it brought none
+            continue
         for sha256 in event.evidence:
             if sha256 not in listed:
                 listed.add(sha256)
-                checks.append(check_file(store, "officer_photo", sha256, True, step=event.seq))
+                checks.append(check_file(store, "officer_photo", sha256, True, step=event.seq,
+                                         purged=purged.get(sha256)))
     return checks
 
 
@@ -79,8 +93,10 @@ def export_case(incident_id: str, request: Request,
     incident = facts.incident
     events = store.history(incident_id)
     show_plate = who.role in PLATE_ROLES
+    files = {item.sha256 for item in incident.evidence} | {sha for event in events for sha in event.evidence}
     page = CaseFile(case=facts, events=events, tasks=store.tasks_of_incident(incident_id),
-                    evidence=evidence_of(request.app.state.evidence, incident, events, show_plate),
+                    evidence=evidence_of(request.app.state.evidence, incident, events, show_plate,
+                                         purged_at(store.engine, files)),
                     reader=f"{who.name} ({who.person_id}, {who.role})", reason=reason, made_at=now_utc(),
                     show_plate=show_plate)
     body = render(city, page)

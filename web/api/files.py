@@ -1,12 +1,21 @@
 """Evidence files (photos) by their sha256, to the users allowed to see a case they belong to.
 
-The store itself is :mod:`nonsite.evidence`; file types are :mod:`web.uploads`.
+Every file served is a row of the access log (who, role, when, the file, each case it belongs to, and the
+``reason`` when one is given); a refused or failed read leaves none.  A file the retention rule deleted
+answers 410 Gone, not 404: its hash and its case stay, only the bytes are gone.  The store itself is
+:mod:`nonsite.evidence`; file types are :mod:`web.uploads`.
+
+Example::
+
+    GET /api/evidence/41d17bab…f0fed?reason=复核 2026-118     (Authorization: Bearer …)
+    -> 200 image/jpeg, and one access_log row per case of the file
 """
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 
+from history.retention import purged_at
 from nonsite.evidence import SHA256
 from web.uploads import media_type
 from web.api.deps import store_of, uploaded_by
@@ -14,24 +23,38 @@ from web.auth import Principal
 from web.security import ANY_ROLE
 
 router = APIRouter(prefix="/api", tags=["evidence"])
+EVIDENCE = "evidence"  # the access log's ``what`` for a view of an evidence file
 
 
-def _may_read(request: Request, who: Principal, sha256: str) -> bool:
+def _may_read(request: Request, who: Principal, sha256: str, incident_ids: set[str]) -> bool:
     """An officer reads their own uploads and the evidence of cases assigned to them; other roles read all."""
     if who.role != "officer":
         return True
     store = store_of(request)
     return uploaded_by(request, who.person_id, sha256) or any(
-        store.officer_may_see(who.person_id, incident_id) for incident_id in store.incidents_with_evidence(sha256))
+        store.officer_may_see(who.person_id, incident_id) for incident_id in incident_ids)
 
 
-@router.get("/evidence/{sha256}", summary="an evidence file, to users allowed to see its case")
-async def evidence_file(sha256: str, request: Request, who: Principal = Depends(ANY_ROLE)) -> FileResponse:
+@router.get("/evidence/{sha256}", summary="an evidence file, to users allowed to see its case (each view logged)",
+            responses={403: {"description": "an officer not handling its case"},
+                       404: {"description": "no such file"}, 410: {"description": "deleted by the retention rule"}})
+def evidence_file(sha256: str, request: Request, who: Principal = Depends(ANY_ROLE),
+                  reason: str = Query("", max_length=500, description="why it is viewed (kept in the access log)"),
+                  ) -> FileResponse:
     if not SHA256.match(sha256):
         raise HTTPException(422, "sha256: expected 64 lowercase hex characters")
-    if not _may_read(request, who, sha256):
+    store = store_of(request)
+    incident_ids = store.incidents_with_evidence(sha256)
+    if not _may_read(request, who, sha256, incident_ids):
         raise HTTPException(403, "sha256: this evidence belongs to a case not assigned to you")
     path = request.app.state.evidence.locate(sha256)
     if path is None:
+        purged = purged_at(store.engine, [sha256]).get(sha256)
+        if purged is not None:
+            raise HTTPException(410, f"sha256: evidence file '{sha256}' was deleted on {purged:%Y-%m-%d} under the "
+                                     "retention rule; its hash and its case's record are kept")
         raise HTTPException(404, f"sha256: no evidence file '{sha256}' in the store")
-    return FileResponse(path, media_type=media_type(path), headers={"Cache-Control": "private, max-age=3600"})
+    store.log_evidence_view(who.person_id, who.role, sha256, incident_ids, reason)
+    # no-cache: the browser asks again before each reuse, so a shared desk PC does not show the next user a file
+    # that user's view of would never be logged
+    return FileResponse(path, media_type=media_type(path), headers={"Cache-Control": "private, no-cache"})
