@@ -100,6 +100,28 @@ def test_an_incident_on_kafka_shows_on_the_wall_with_names_and_evidence(web: Web
     assert case.incident_id not in {i["incident_id"] for i in filtered}
 
 
+def test_case_search_filters_pages_and_keeps_plates_to_the_handlers(web: WebHarness) -> None:
+    long_ago = datetime(2025, 3, 1, 2, 0, tzinfo=timezone.utc)  # a day no other test files a case on
+    cases = [incident(camera_id=camera, grid_id=grid, first_seen=long_ago + timedelta(hours=i),
+                      plate="川A12345" if i == 0 else None)
+             for i, (camera, grid) in enumerate([("cam-03", "G02"), ("cam-03", "G02"), ("cam-01", "G01")])]
+    web.publish("incidents", *cases)
+    ops, sup = web.client("ops"), web.client("sup")
+    day = {"from": "2025-03-01", "to": "2025-03-01"}
+    web.wait_for(lambda: ops.get("/api/cases", params=day).json()["total"] == 3, what="the three cases recorded")
+    by_camera = ops.get("/api/cases", params={**day, "camera": "cam-03", "per_page": 1, "page": 2}).json()
+    assert by_camera["total"] == 2 and [c["incident_id"] for c in by_camera["cases"]] == [cases[0].incident_id]
+    assert [c["incident_id"] for c in ops.get("/api/cases", params={**day, "grid": "G01"}).json()["cases"]] == \
+        [cases[2].incident_id]
+    by_plate = ops.get("/api/cases", params={"plate": "川A12345"}).json()["cases"]
+    assert [(c["incident_id"], c["plate"]) for c in by_plate] == [(cases[0].incident_id, "川A12345")]
+    assert sup.get("/api/cases", params={"plate": "川A12345"}).status_code == 403
+    assert all(c["plate"] is None for c in sup.get("/api/cases", params=day).json()["cases"])
+    refused = ops.get("/api/cases", params={"plate": "nonsense"})
+    assert refused.status_code == 422 and refused.json()["error"].startswith("plate:")
+    assert web.client("zhangwei").get("/api/cases").status_code == 403
+
+
 def test_a_later_snapshot_wins_and_an_older_one_is_ignored(web: WebHarness) -> None:
     base = datetime.now(timezone.utc)
     case = incident(state="DISPATCHED", updated_at=base)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Optional
+from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
@@ -22,13 +22,18 @@ from web.views import incident_view
 
 router = APIRouter(prefix="/api", tags=["cases"])
 MAX_PER_PAGE = 200
-ID = Query(None, max_length=128)
+
+
+def _id() -> Any:
+    """A new Query per parameter: FastAPI binds one Query object to one parameter only."""
+    return Query(None, max_length=128)
 
 
 @router.get("/cases", response_model=CasePage, response_model_exclude_unset=True,
             summary="search every case ever filed: by id, camera, grid, scenario, state, plate and filing day")
-def cases(request: Request, incident_id: Optional[str] = ID, camera: Optional[str] = ID, grid: Optional[str] = ID,
-          scenario: Optional[str] = ID, state: Optional[str] = Query(None, max_length=32),
+def cases(request: Request, incident_id: Optional[str] = _id(), camera: Optional[str] = _id(),
+          grid: Optional[str] = _id(), scenario: Optional[str] = _id(),
+          state: Optional[str] = Query(None, max_length=32),
           plate: Optional[str] = Query(None, max_length=16),
           first: Optional[date] = Query(None, alias="from", description="first filing day YYYY-MM-DD, local time"),
           last: Optional[date] = Query(None, alias="to", description="last filing day YYYY-MM-DD"),
