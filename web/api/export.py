@@ -1,5 +1,8 @@
 """One case's file (案卷) for a court or a review: ``GET /api/incidents/{id}/export.html``, printable HTML.
 
+Its pictures are the public copies (faces and plates masked, docs/privacy.md), each with its own sha256;
+a picture whose public copy could not be made is listed, not shown.
+
 For operators, supervisors and the case's own officer (another officer: 403).  Supervisors get no
 plate: not in the text, and no picture of the plate.  Every export is recorded in the access log
 (who, role, when, the case, and the optional ``reason``).  The page is built by :mod:`web.case_file`.
@@ -28,7 +31,7 @@ from web.auth import Principal
 from web.case_file import CaseFile, EvidenceCheck, render
 from web.security import ANY_ROLE
 from web.uploads import sniff_type
-from web.views import now_utc
+from web.views import now_utc, shown_copy
 
 router = APIRouter(prefix="/api", tags=["wall"])
 EXPORT = "export"  # the access log's ``what`` for a case export
@@ -64,9 +67,12 @@ def evidence_of(store: EvidenceStore, incident: Incident, events: list[CaseEvent
     """The case's pictures, then the files its steps brought (officers' photos), each once; ``purged``: sha256 ->
     when the retention rule deleted it."""
     purged = purged or {}
-    checks = [check_file(store, item.kind, item.sha256, show_plate or item.kind != "plate",
-                         purged=purged.get(item.sha256)) for item in incident.evidence]
-    listed = {item.sha256 for item in incident.evidence}
+    public = {item.sha256: shown_copy(item, "public") for item in incident.evidence}  # exports show public copies
+    checks = [check_file(store, item.kind, public[item.sha256] or item.sha256, public[item.sha256] is not None and
+                         (show_plate or item.kind != "plate"),
+                         purged=purged.get(public[item.sha256] or item.sha256) or purged.get(item.sha256))
+              for item in incident.evidence]
+    listed = {item.sha256 for item in incident.evidence} | {sha for sha in public.values() if sha}
     for event in events:
         if event.action in RECORD_KEEPING_ACTIONS:  # a purge step lists the files it deleted: it brought none
             continue
@@ -93,7 +99,8 @@ def export_case(incident_id: str, request: Request,
     incident = facts.incident
     events = store.history(incident_id)
     show_plate = who.role in PLATE_ROLES
-    files = {item.sha256 for item in incident.evidence} | {sha for event in events for sha in event.evidence}
+    files = {sha for item in incident.evidence for sha in (item.sha256, *item.masked.values())} | \
+        {sha for event in events for sha in event.evidence}
     page = CaseFile(case=facts, events=events, tasks=store.tasks_of_incident(incident_id),
                     evidence=evidence_of(request.app.state.evidence, incident, events, show_plate,
                                          purged_at(store.engine, files)),

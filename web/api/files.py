@@ -1,5 +1,10 @@
 """Evidence files (photos) by their sha256, to the users allowed to see a case they belong to.
 
+Which copy of a picture a user may open (docs/privacy.md): the public copy (faces and plates masked) to
+anyone who may see its case; the subject copy (bystanders' faces masked) to the case's handlers only
+(operators, the case's officer); the original, when it has masked copies, to the handlers only and
+with a stated ``reason``; a picture without masked copies (an officer's photo, masking off) as before.
+
 Every file served is a row of the access log (who, role, when, the file, each case it belongs to, and the
 ``reason`` when one is given); a refused or failed read leaves none.  A file the retention rule deleted
 answers 410 Gone, not 404: its hash and its case stay, only the bytes are gone.  The store itself is
@@ -12,13 +17,17 @@ Example::
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 
+from contract import Incident
 from history.retention import purged_at
 from nonsite.evidence import SHA256
 from web.uploads import media_type
 from web.api.deps import store_of, uploaded_by
+from web.api.wall import PLATE_ROLES
 from web.auth import Principal
 from web.security import ANY_ROLE
 
@@ -35,6 +44,30 @@ def _may_read(request: Request, who: Principal, sha256: str, incident_ids: set[s
         store.officer_may_see(who.person_id, incident_id) for incident_id in incident_ids)
 
 
+def copy_of(incident: Optional[Incident], sha256: str) -> str:
+    """What the file is to the case: ``original`` (a picture with masked copies), ``subject``, ``public``, or
+    ``plain`` (a picture without masked copies, or a file the case's record does not list)."""
+    for evidence in incident.evidence if incident else ():
+        if evidence.sha256 == sha256 and evidence.masked:
+            return "original"
+        for variant, copy in evidence.masked.items():
+            if copy == sha256 and copy != evidence.sha256:
+                return variant
+    return "plain"
+
+
+def _refusal(who: Principal, copies: set[str], reason: str) -> Optional[HTTPException]:
+    """Why ``who`` may not open a file that is these copies of its cases' pictures, or None when they may."""
+    handles = who.role in PLATE_ROLES
+    if "plain" in copies or "public" in copies:
+        return None
+    if not handles:
+        return HTTPException(403, "sha256: this picture shows bystanders unmasked; open its public copy")
+    if "original" in copies and not reason.strip():
+        return HTTPException(422, "reason: opening the original of a masked picture needs a reason (it is logged)")
+    return None
+
+
 @router.get("/evidence/{sha256}", summary="an evidence file, to users allowed to see its case (each view logged)",
             responses={403: {"description": "an officer not handling its case"},
                        404: {"description": "no such file"}, 410: {"description": "deleted by the retention rule"}})
@@ -47,6 +80,9 @@ def evidence_file(sha256: str, request: Request, who: Principal = Depends(ANY_RO
     incident_ids = store.incidents_with_evidence(sha256)
     if not _may_read(request, who, sha256, incident_ids):
         raise HTTPException(403, "sha256: this evidence belongs to a case not assigned to you")
+    refusal = _refusal(who, {copy_of(store.incident(i), sha256) for i in incident_ids} or {"plain"}, reason)
+    if refusal is not None:
+        raise refusal
     path = request.app.state.evidence.locate(sha256)
     if path is None:
         purged = purged_at(store.engine, [sha256]).get(sha256)
