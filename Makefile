@@ -36,7 +36,7 @@ test: install kafka-jars
 # The README's pictures (docs/screenshots/*.png), only on request: the page tests in real headless Chromium
 # on their own local Kafka, saving their captures there instead of a temporary folder.
 screenshots: install kafka-jars
-	$(BIN)/python -m pytest tests/web/test_web_pages.py --screenshots docs/screenshots $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/web/test_web_pages.py tests/web/test_zone_editor.py --screenshots docs/screenshots $(PYTEST_ARGS)
 
 kafka-start: install
 	$(BIN)/nonsite kafka start

@@ -180,3 +180,18 @@ positions = Table(
     Column("partition", Integer, primary_key=True),
     Column("next_offset", BigInteger, nullable=False),
 )
+
+# the configuration changed from the web (the zone editor): who, when, which file and entry, before -> after
+config_changes = Table(
+    "config_changes", METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False),
+    Column("person_id", ID, nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("file", String(64), nullable=False),  # cameras.yaml
+    Column("target", ID, nullable=False),  # the camera id
+    Column("what", String(32), nullable=False),  # zones: its zones and privacy zones
+    Column("before", JSON, nullable=False),
+    Column("after", JSON, nullable=False),
+    Index("ix_config_changes_target", "target", "at"),
+)

@@ -23,7 +23,7 @@ from history.queries import CaseStore
 from history.writer import HistoryWriter
 from nonsite.config import City
 from nonsite.evidence import EvidenceStore
-from web.api import access, cases, export, files, holds, officer, open311, reports, session, wall
+from web.api import access, cases, export, files, holds, officer, open311, reports, session, wall, zones
 from web.auth import TokenIssuer
 from web.bus import Bus
 from web.middleware import SECURITY_HEADERS, SecurityMiddleware
@@ -32,7 +32,8 @@ from web.throttle import LoginThrottle
 log = structlog.get_logger("web.app")
 STATIC = Path(__file__).with_name("static")
 PAGES = {"/": "index.html", "/login": "login.html", "/wall": "wall.html", "/officer": "officer.html",
-         "/reports": "reports.html", "/reports/monthly": "monthly.html", "/docs": "docs.html"}
+         "/reports": "reports.html", "/reports/monthly": "monthly.html", "/docs": "docs.html",
+         "/zones": "zones.html"}
 OUTCOME_WAIT_S = 5.0
 
 
@@ -72,6 +73,7 @@ def create_app(city: City, outcome_wait_s: float = OUTCOME_WAIT_S, start_bus: bo
     app.include_router(officer.router)
     app.include_router(files.router)
     app.include_router(reports.router)
+    app.include_router(zones.router)
     app.include_router(export.router)
     app.include_router(open311.router)
     app.include_router(access.router)

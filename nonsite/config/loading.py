@@ -66,12 +66,17 @@ def _read_model(folder: Path, key: str, model: type[BaseModel], required: bool =
 
 
 def _one_line(shown: str, exc: ValidationError) -> str:
+    return f"{shown}: {field_error(exc)}"
+
+
+def field_error(exc: ValidationError) -> str:
+    """The first error as one line, its field path first: ``zones[1].polygon: a polygon needs at least 3 points``."""
     error = exc.errors(include_url=False)[0]
     original = (error.get("ctx") or {}).get("error")
     if isinstance(original, FieldError):
         prefix = _location(error["loc"])
         path = original.path if prefix == "(top level)" else f"{prefix}.{original.path}"
-        return f"{shown}: {path}: {original.message}"
+        return f"{path}: {original.message}"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field"
@@ -79,7 +84,7 @@ def _one_line(shown: str, exc: ValidationError) -> str:
         message = "required field is missing"
     elif error["type"] == "literal_error":
         message = f"{message}, got {error.get('input')!r}"
-    return f"{shown}: {_location(error['loc'])}: {message}"
+    return f"{_location(error['loc'])}: {message}"
 
 
 def _apply_env_overrides(system: SystemFile) -> SystemFile:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from web_harness import WebHarness, dispatched_case, start_web, street_jpeg
+from nonsite.config import load_city
+from web_harness import PROJECT, WebHarness, dispatched_case, start_web, street_jpeg
 
 pytestmark = [pytest.mark.kafka]
 
@@ -34,7 +35,16 @@ def state_changing_calls(case_id: str, task_id: str) -> dict[tuple[str, str], di
         ("POST", "/api/incidents/{incident_id}/hold/release"): {
             "path": f"/api/incidents/{case_id}/hold/release", "allowed": {"supervisor"}, "json": {"reason": "done"},
             "before": f"/api/incidents/{case_id}/hold"},  # a hold to release, placed by a supervisor
+        ("PUT", "/api/cameras/{camera_id}/zones"): {"path": "/api/cameras/cam-01/zones", "allowed": {"operator"},
+                                                     "json": unchanged_zones("cam-01")},
     }
+
+
+def unchanged_zones(camera_id: str) -> dict:
+    """The zones the sample cameras.yaml holds: saving them writes nothing to the repository's file."""
+    camera = load_city(PROJECT / "configs").camera(camera_id)
+    return {"zones": [zone.model_dump(mode="json", exclude_none=True) for zone in camera.zones],
+            "privacy_zones": [zone.model_dump(mode="json") for zone in camera.privacy_zones]}
 
 
 def test_the_table_covers_every_state_changing_route(web: WebHarness) -> None:
@@ -100,7 +110,7 @@ def test_read_endpoints_check_the_role(web: WebHarness, path: str, allowed: set[
 
 def test_pages_load_for_anyone_but_their_data_needs_a_login(web: WebHarness) -> None:
     client = web.client()
-    for page in ("/login", "/wall", "/officer", "/reports", "/reports/monthly", "/docs", "/"):
+    for page in ("/login", "/wall", "/officer", "/reports", "/reports/monthly", "/docs", "/zones", "/"):
         answer = client.get(page)
         assert answer.status_code == 200 and "<script" in answer.text
         assert "http://" not in answer.text and "https://" not in answer.text  # no external assets

@@ -5,6 +5,7 @@
 * :mod:`web.api.officer` — officers: tasks, actions, feedback answers, uploads
 * :mod:`web.api.files` — evidence files
 * :mod:`web.api.reports` — supervisors and operators: closure reports
+* :mod:`web.api.zones` — operators: a camera's zones and privacy zones (the zone editor, ``/zones``)
 
 :mod:`web.api.deps` holds what they share, :mod:`web.api.schemas` the request and response models.
 """
