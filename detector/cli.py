@@ -1,8 +1,10 @@
 """The detector's subcommands, called by ``nonsite`` (see :mod:`nonsite.cli`).
 
-* ``nonsite detect-file VIDEO --camera ID [--annotated out.mp4] [--publish] [--start-epoch S]``: one
-  video offline, at the camera's sample interval, with video time as the clock (starting at
-  ``--start-epoch`` or the file's mtime); a progress bar on stderr, the events as JSON lines on stdout.
+* ``nonsite detect-file VIDEO --camera ID [--annotated out.mp4] [--publish] [--start-time now|mtime|ISO]``:
+  one video offline, at the camera's sample interval, with video time as the clock (its first frame at
+  ``--start-time``: now by default; ``--start-epoch S`` too); a progress bar on stderr, the events as JSON
+  lines on stdout, and at the end a summary per scenario (starts, ends, open) and the evidence folder on
+  stderr.
 * ``nonsite evidence verify EVENTS.jsonl [--store DIR]``: recompute the sha256 of every evidence file
   the events reference; exit 0 when all match, else 1 with one line per mismatch.
 * ``nonsite detect [--camera ID ...] [--once]``: every enabled camera live: readers -> pipeline ->
@@ -39,7 +41,7 @@ def _camera(city: City, camera_id: str) -> Camera:
     return camera
 
 
-def _load_detector(city: City):
+def load_detector(city: City):
     from detector.inference import Detector
 
     weights = city.detector.weights
@@ -68,7 +70,8 @@ def _publisher(city: City):
 def detect_file(args: argparse.Namespace, city: Optional[City]) -> int:
     from tqdm import tqdm
 
-    from detector.pipeline import Pipeline
+    from detector.evaluation.run import file_pipeline, tally
+    from detector.pipeline import run_offline
     from detector.sources import SourceError, iter_file_frames
     from nonsite.evidence import EvidenceStore
 
@@ -77,28 +80,32 @@ def detect_file(args: argparse.Namespace, city: Optional[City]) -> int:
     video: Path = args.video
     fps, count = probe_video(video)
     total = int(count / fps / camera.sample_interval_s) + 1 if count else None
+    start_epoch = start_time(args, video)
 
-    detector = _load_detector(city)
-    store = EvidenceStore(city.resolve_path(city.detector.evidence_dir))
-    pipeline = Pipeline([camera], city.scenarios, city.detector, detector, store)
+    detector = load_detector(city)
+    evidence_dir = city.resolve_path(city.detector.evidence_dir)
+    pipeline = file_pipeline(city, camera, detector, EvidenceStore(evidence_dir))
     publisher = _publisher(city) if args.publish else None
     writer = None
-    events = 0
-    start_epoch = args.start_epoch if getattr(args, "start_epoch", None) is not None else video.stat().st_mtime
+    events = []
+
+    def after(frame, found) -> None:
+        nonlocal writer
+        for event in found:
+            print(event.to_json().decode(), flush=True)
+            if publisher is not None:
+                publisher.publish(event)
+        if publisher is not None:  # camera status on video time, so disposal can be verified from it
+            for status in pipeline.due_statuses(frame.timestamp, {camera.id: (True, f"file {video.name}")}):
+                publisher.publish(status)
+        if args.annotated is not None:
+            writer = writer or _video_writer(args.annotated, frame.image, 1.0 / camera.sample_interval_s)
+            writer.write(pipeline.render(frame))
+
     try:
         frames = iter_file_frames(video, camera.sample_interval_s, start_epoch=start_epoch, camera_id=camera.id)
-        for frame in tqdm(frames, total=total, unit="frame", desc=camera.id, file=sys.stderr):
-            for event in pipeline.process([frame]):
-                events += 1
-                print(event.to_json().decode(), flush=True)
-                if publisher is not None:
-                    publisher.publish(event)
-            if publisher is not None:  # camera status on video time, so disposal can be verified from it
-                for status in pipeline.due_statuses(frame.timestamp, {camera.id: (True, f"file {video.name}")}):
-                    publisher.publish(status)
-            if args.annotated is not None:
-                writer = writer or _video_writer(args.annotated, frame.image, 1.0 / camera.sample_interval_s)
-                writer.write(pipeline.render(frame))
+        events = list(run_offline(pipeline, tqdm(frames, total=total, unit="frame", desc=camera.id,
+                                                 file=sys.stderr), on_frame=after))
     except SourceError as exc:
         raise CommandError(str(exc)) from None
     finally:
@@ -110,11 +117,60 @@ def detect_file(args: argparse.Namespace, city: Optional[City]) -> int:
             if not delivered:
                 log.warning("Kafka did not take every event; the rest stay in the spool",
                             spool=str(city.resolve_path(city.detector.spool_dir)))
-    still_open = [v.violation_id for s in pipeline.cameras.values() for v in s.rules.open_violations()]
+    state = pipeline.cameras[camera.id]
+    still_open = [v.scenario.id for v in state.rules.open_violations()]
     stats = pipeline.stats
     log.info("file done", camera=camera.id, frames=stats.frames, inferred=stats.inferred, skipped=stats.skipped,
-             events=events, open_at_end=len(still_open))
+             events=len(events), open_at_end=len(still_open))
+    watched = [s.id for s in state.rules.scenarios]
+    print(file_summary(f"{camera.id} {video.name}", stats.frames, stats.inferred, watched, tally(events),
+                       still_open, evidence_dir, {e.uri for event in events for e in event.evidence}),
+          file=sys.stderr, flush=True)
     return 0
+
+
+def start_time(args: argparse.Namespace, video: Path) -> float:
+    """Epoch seconds of the video's first frame: ``--start-epoch``, else ``--start-time`` (``now``, the default;
+    ``mtime``, the file's modification time; or an ISO 8601 time with its offset)."""
+    if getattr(args, "start_epoch", None) is not None:
+        return float(args.start_epoch)
+    when = getattr(args, "start_time", None) or "now"
+    if when == "now":
+        return time.time()
+    if when == "mtime":
+        return video.stat().st_mtime
+    from contract.clock import is_utc_iso, parse_iso
+
+    try:
+        if not is_utc_iso(when):
+            raise ValueError
+        return parse_iso(when).timestamp()
+    except ValueError:
+        raise CommandError(f"--start-time: expected now, mtime or an ISO 8601 time with its offset "
+                           f"(2026-05-01T08:00:00+08:00), got {when!r}") from None
+
+
+def file_summary(title: str, frames: int, inferred: int, watched: list[str], counts: dict,
+                 still_open: list[str], evidence_dir: Path, pictures: set[str]) -> str:
+    """What ``detect-file`` found, per scenario the camera watches (and any other that fired), and where the
+    evidence went; for stderr, after the progress bar.
+
+    >>> print(file_summary("cam-01 dog.mp4", 120, 31, ["stray_dog"], {}, [], Path("/srv/var/evidence"), set()))
+    cam-01 dog.mp4: 120 frames, 31 through the model
+    scenario          starts  ends  open at the end
+    stray_dog              0     0                0
+    evidence: /srv/var/evidence (0 pictures)
+    """
+    lines = [f"{title}: {frames} frames, {inferred} through the model",
+             f"{'scenario':<16}  starts  ends  open at the end"]
+    for scenario in watched + [s for s in counts if s not in watched]:
+        count = counts.get(scenario)
+        starts, ends = (count.starts, count.ends) if count else (0, 0)
+        lines.append(f"{scenario:<16}  {starts:>6}  {ends:>4}  {still_open.count(scenario):>15}")
+    if not watched:
+        lines.append("(no scenario: the camera has no zone of a kind any scenario watches)")
+    lines.append(f"evidence: {evidence_dir} ({len(pictures)} pictures)")
+    return "\n".join(lines)
 
 
 # leading bytes of the containers FFmpeg is usually given: a file that starts like one is a video
@@ -245,7 +301,7 @@ def detect(args: argparse.Namespace, city: Optional[City]) -> int:
                            f"(set --metrics-port, 0 = any free port)") from None
     log.info("metrics served", port=bound)
 
-    detector = _load_detector(city)
+    detector = load_detector(city)
     pipeline = Pipeline(cameras, city.scenarios, city.detector, detector,
                         EvidenceStore(city.resolve_path(city.detector.evidence_dir)))
     publisher = _publisher(city)

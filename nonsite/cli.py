@@ -13,9 +13,13 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-from nonsite.config import ConfigError, City, default_config_dir, load_city
+import structlog
+
+from nonsite.config import ConfigError, City, default_config_dir, load_city, unwatched_scenarios
 from nonsite.errors import CommandError, KafkaSetupError
 from nonsite.logs import setup_logging
+
+log = structlog.get_logger("nonsite.cli")
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
@@ -75,9 +79,25 @@ def build_parser() -> argparse.ArgumentParser:
     detect_file.add_argument("--camera", required=True, help="camera id whose zones apply")
     detect_file.add_argument("--annotated", type=Path, default=None, help="write an annotated video here")
     detect_file.add_argument("--publish", action="store_true", help="also publish the events to Kafka")
-    detect_file.add_argument("--start-epoch", type=float, default=None,
-                             help="epoch seconds of the video's first frame (default: the file's mtime)")
+    when = detect_file.add_mutually_exclusive_group()
+    when.add_argument("--start-time", default="now", metavar="WHEN",
+                      help="time of the video's first frame: now (default), mtime (the file's modification time) "
+                           "or ISO 8601 with its offset, e.g. 2026-05-01T08:00:00+08:00")
+    when.add_argument("--start-epoch", type=float, default=None, help="the same in epoch seconds")
     detect_file.set_defaults(run=_handler("detector.cli:detect_file"), needs_config=True)
+
+    quality = commands.add_parser("eval", help="quality benchmark: labelled media through the detector, "
+                                               "per scenario TP/FP/FN, precision, recall (docs/quality.md)")
+    quality.add_argument("labels", type=Path, help="labels file, e.g. bench/quality/labels.yaml")
+    quality.add_argument("--media", type=Path, default=None,
+                         help="folder the labels' paths are relative to (default $NONSITE_MEDIA)")
+    quality.add_argument("--only", action="append", default=None, metavar="TEXT",
+                         help="only the files whose path contains TEXT (repeatable)")
+    quality.add_argument("--json", type=Path, default=None, metavar="FILE",
+                         help="also write the report as one JSON document to FILE (- : on stdout, for the table)")
+    quality.add_argument("--evidence", type=Path, default=None,
+                         help="keep the evidence pictures in this folder (default: a temporary one, removed)")
+    quality.set_defaults(run=_handler("detector.evaluation.command:evaluate"), needs_config=True)
 
     evidence = commands.add_parser("evidence", help="evidence store tools")
     evidence_commands = evidence.add_subparsers(dest="evidence_command", required=True, metavar="ACTION")
@@ -135,7 +155,8 @@ def config_check(args: argparse.Namespace, city: Optional[City]) -> int:
     assert city is not None
     print(json.dumps({"config": str(city.root), "cameras": len(city.cameras), "scenarios": len(city.scenarios),
                       "grids": len(city.grids), "officers": len(city.officers), "users": len(city.users),
-                      "kafka": city.kafka.bootstrap, "weights": city.detector.weights}, ensure_ascii=False))
+                      "kafka": city.kafka.bootstrap, "weights": city.detector.weights,
+                      "warnings": unwatched_scenarios(city.cameras, city.scenarios)}, ensure_ascii=False))
     return 0
 
 
@@ -154,6 +175,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     setup_logging(args.log_level)
     try:
         city = load_city(args.config or default_config_dir()) if args.needs_config else None
+        for line in unwatched_scenarios(city.cameras, city.scenarios) if city is not None else []:
+            log.warning(line)
         return int(args.run(args, city) or 0)
     except ConfigError as exc:
         print(f"nonsite: config error: {exc}", file=sys.stderr)

@@ -24,12 +24,12 @@ from nonsite.config.city import City
 from nonsite.config.city_files import (Camera, CamerasFile, Credentials, GeoPoint, Grid, GridsFile, Location, Officer,
                                        PrivacyZone, Scenario, ScenariosFile, Shift, Team, User, Zone)
 from nonsite.config.common import DAYS, ZONE_KINDS, ConfigError, Identifier, Role, RuleKind, Strict, ZoneKind
-from nonsite.config.loading import FILES, default_config_dir, load_city
+from nonsite.config.loading import FILES, default_config_dir, load_city, unwatched_scenarios
 from nonsite.config.system import (CitySettings, DetectorSettings, KafkaSettings, MaskingSettings, MotionSettings,
                                    PlateSettings, StreamSettings, SystemFile, Topics, WebSettings)
 
 __all__ = [
-    "City", "load_city", "default_config_dir", "ConfigError", "FILES",
+    "City", "load_city", "default_config_dir", "ConfigError", "FILES", "unwatched_scenarios",
     "Camera", "CamerasFile", "GeoPoint", "Location", "Zone", "PrivacyZone",
     "Scenario", "ScenariosFile",
     "Shift", "Credentials", "Officer", "User", "Team", "Grid", "GridsFile",

@@ -1,16 +1,17 @@
-"""Reading the configuration folder: YAML, ``${VAR}`` expansion, environment overrides, one-line errors."""
+"""Reading the configuration folder: YAML, ``${VAR}`` expansion, environment overrides, one-line errors, and
+the scenarios no camera watches (a warning, :func:`unwatched_scenarios`)."""
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from nonsite.config.city import City
-from nonsite.config.city_files import CamerasFile, GridsFile, ScenariosFile
+from nonsite.config.city_files import Camera, CamerasFile, GridsFile, Scenario, ScenariosFile
 from nonsite.config.common import ConfigError, FieldError
 from nonsite.config.system import SystemFile
 
@@ -103,12 +104,30 @@ def _cross_check(folder: Path, cameras: CamerasFile, scenarios: ScenariosFile, g
         if camera.grid not in grid_ids:
             raise ConfigError(f"{folder / FILES['cameras']}: cameras[{index}].grid: unknown grid '{camera.grid}' "
                               f"(not in {FILES['grids']})")
-    zone_kinds = {z.kind for c in cameras.cameras for z in c.zones}
-    for index, scenario in enumerate(scenarios.scenarios):
-        for kind_index, kind in enumerate(scenario.zone_kinds):
-            if scenario.enabled and kind not in zone_kinds:
-                raise ConfigError(f"{folder / FILES['scenarios']}: scenarios[{index}].zone_kinds[{kind_index}]: "
-                                  f"no camera has a zone of kind '{kind}'")
+
+
+def unwatched_scenarios(cameras: Sequence[Camera], scenarios: Sequence[Scenario]) -> list[str]:
+    """One line per enabled scenario that no camera can see: none has a zone of any of its kinds.
+
+    Not an error: a city starting with one camera configures the scenarios of the cameras it will add
+    (the rules skip a scenario on a camera without its zone kinds). A scenario with no zone kinds
+    applies anywhere and is always watched.
+
+    >>> walk = Camera(id="cam-1", name="c", source="x", location={"lat": 0, "lon": 0}, grid="G1",
+    ...               zones=[{"id": "z", "kind": "sidewalk", "polygon": [[0, 0], [1, 0], [1, 1]]}])
+    >>> shops = Scenario(id="road_occupation", label_zh="占道经营", label_en="x", classes=["chair"],
+    ...                  zone_kinds=["storefront"])
+    >>> unwatched_scenarios([walk], [shops])
+    ["scenario 'road_occupation' is watched by no camera: no zone of kind 'storefront' (it starts nowhere)"]
+    """
+    present = {z.kind for c in cameras for z in c.zones}
+    lines = []
+    for scenario in scenarios:
+        if scenario.enabled and scenario.zone_kinds and not present & set(scenario.zone_kinds):
+            kinds = " or ".join(f"'{k}'" for k in scenario.zone_kinds)
+            lines.append(f"scenario '{scenario.id}' is watched by no camera: no zone of kind {kinds} "
+                         f"(it starts nowhere)")
+    return lines
 
 
 def default_config_dir() -> Path:
