@@ -1,5 +1,5 @@
-"""The detector's stage chain: frame -> privacy zones -> motion gate -> batched inference -> tracking -> rules
--> plates -> evidence (with its masked copies) -> events.
+"""The detector's stage chain: frame -> privacy zones -> motion gate -> batched inference -> tracking -> zone
+states -> rules (with the second look) -> plates -> evidence (with its masked copies) -> events.
 
 One :class:`Pipeline` serves every camera of a process.  :meth:`Pipeline.process` takes a batch of
 frames (any cameras, each with its own timestamp), runs the model once on the frames that need it,
@@ -30,6 +30,8 @@ from contract.fields import EvidenceKind
 from detector import metrics
 from detector.annotate import Drawn, annotate, caption, encode_jpeg
 from detector.background import StaticForeground
+from detector.classify.loading import Classifiers, load_classifiers
+from detector.classify.scenes import SceneWatcher
 from detector.inference import DetectedObject, Timer, report_missing_classes
 from detector.masking import EvidenceMasker, Render
 from detector.motion import GateDecision, MotionGate, thumbnail
@@ -75,6 +77,7 @@ class CameraState:
     blackout: PrivacyBlackout
     background: Optional[StaticForeground] = None
     static_tracker: Optional[CameraTracker] = None
+    scenes: Optional[SceneWatcher] = None  # zone-state classifiers (detector.classify.scenes)
     seen: list[Track] = field(default_factory=list)
     last_frame_at: Optional[float] = None
     last_inference_at: Optional[float] = None
@@ -97,11 +100,14 @@ class Pipeline:
 
     def __init__(self, cameras: Iterable[Camera], scenarios: Sequence[Scenario], settings: DetectorSettings,
                  detector: ObjectDetector, evidence: Optional[EvidenceStore] = None,
-                 report_missing: bool = True, plate_reader: Optional[PlateReader] = None):
+                 report_missing: bool = True, plate_reader: Optional[PlateReader] = None,
+                 classifiers: Optional[Classifiers] = None):
         """``plate_reader`` replaces the default :class:`PlateReader` of the plate stage, which runs
         when ``settings.plates.enabled`` and some camera watches a vehicle scenario.  Evidence pictures get
-        their masked copies (:mod:`detector.masking`) when ``settings.masking.enabled``."""
+        their masked copies (:mod:`detector.masking`) when ``settings.masking.enabled``.  ``classifiers``
+        replaces the second look and zone-state classifiers loaded from ``settings`` (``Classifiers()``: none)."""
         self.settings = settings
+        self.classifiers = classifiers if classifiers is not None else load_classifiers(settings, scenarios)
         self.detector = detector
         self.evidence = evidence
         self.gate = MotionGate(settings.motion)
@@ -131,6 +137,9 @@ class Pipeline:
                             settings.objects)
         tracker = CameraTracker(settings.lost_after_s, settings.tracker, ids=ids, objects=settings.objects)
         state = CameraState(camera, zones, tracker, rules, PrivacyBlackout(polygons_of(camera)))
+        rules.second_look = self.classifiers.second_look is not None
+        state.scenes = self.classifiers.watcher(camera.id, zones, rules.scenarios)
+        rules.scene_owned = state.scenes.owned() if state.scenes is not None else frozenset()
         if any(s.rule == "static_foreground" and not set(s.classes) & model_classes for s in rules.scenarios):
             state.background = StaticForeground(width=settings.motion.downscale_width)
             state.static_tracker = CameraTracker(settings.lost_after_s, settings.tracker, ids=ids)
@@ -201,7 +210,9 @@ class Pipeline:
         seen = seen + self._static_objects(state, frame, small, learn=found is not None)
         state.seen = seen
         alive = state.tracker.alive + (state.static_tracker.alive if state.static_tracker else [])
-        events = state.rules.step(RuleFrame(now, seen, alive, shape))
+        # a frame the gate skipped is the picture of the last sample: the zones' samples repeat theirs
+        sightings = state.scenes.step(frame.image, now, scene_changed and found is not None) if state.scenes else []
+        events = state.rules.step(RuleFrame(now, seen, alive, shape, sightings), self.classifiers.look(frame.image))
         if self.plates is None:
             return [self._record(state, frame, event) for event in events]
         if found is not None:  # a frame the gate skipped shows what was already read
@@ -252,7 +263,7 @@ class Pipeline:
                 evidence.append(self._put(crop, "plate", plate_picture=True))
         log.info("violation " + event.kind, camera=state.camera.id, scenario=violation.scenario.id,
                  zone=violation.zone_id, track=track.track_id, object=track.class_name, dwell_s=event.dwell_s,
-                 plate=plate)
+                 plate=plate, **classified(violation))
         return Detection(event_id=new_id(), kind=event.kind, violation_id=violation.violation_id,
                          camera_id=state.camera.id, scenario=violation.scenario.id, zone_id=violation.zone_id,
                          object_class=track.class_name, track_id=track.track_id,
@@ -267,8 +278,10 @@ class Pipeline:
             if violation.zone_id != ANYWHERE else None
         boxes = [Drawn(t.xyxy, f"#{t.track_id} {t.class_name} {t.confidence:.2f}") for t in state.seen
                  if t.track_id != violation.track.track_id]
-        boxes.append(Drawn(event.xyxy, f"#{violation.track.track_id} {violation.track.class_name} "
-                                       f"{violation.scenario.id} {event.dwell_s:.0f}s", highlight=True))
+        boxes.append(Drawn(event.xyxy, " ".join([f"#{violation.track.track_id} {violation.track.class_name}",
+                                                 f"{violation.scenario.id} {event.dwell_s:.0f}s",
+                                                 *(f"{k} {v}" for k, v in classified(violation).items())]),
+                           highlight=True))
         text = caption(state.camera.id, event.observed_at, violation.scenario.id)
         drawn_zones = [zone] if zone else []
         first = violation.track.first_frame if violation.track.first_frame is not None else frame.image
@@ -317,6 +330,14 @@ class Pipeline:
                        highlight=t.track_id in flagged) for t in state.seen]
         drawn = annotate(frame.image, boxes, state.zones, caption(frame.camera_id, frame.timestamp))
         return state.blackout.apply(drawn)  # no drawing over a privacy zone
+
+
+def classified(violation) -> dict[str, str]:
+    """Which classifier decided the violation, for its log line and its evidence picture's label (the event has
+    no field for it yet): the second look's verdict, or the scene head's hash."""
+    if violation.verdict is not None:
+        return {"second_look": violation.verdict.caption()}
+    return {"scene_head": violation.model_hash} if violation.model_hash else {}
 
 
 def run_offline(pipeline: Pipeline, frames: Iterable[FrameLike],

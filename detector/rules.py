@@ -23,6 +23,15 @@ One physical object keeps one violation (``detector.objects``, docs/detector.md)
   track is not seen, is the same object tracked again: it takes the violation over (same
   ``violation_id``, dwell counted on) instead of an ``end`` and a second ``start``.
 
+Classifiers beside the model (docs/detector.md):
+
+* the second look: a scenario's ``second_look`` (confirm, rescue) makes a candidate wait at its ``start`` for
+  the ImageNet classifier to agree (``look``, given to :meth:`CameraRules.step`); declined, it is looked at
+  again ``retry_s`` later; a ``rescue_classes`` box is a candidate only with a classifier (``second_look``);
+* zone states: a zone whose scene classifier says "present" is seen as a ``scene`` object there
+  (``Frame.scenes``), with the scenario's dwell; the classifier owns that scenario in that zone
+  (``scene_owned``), so the model's boxes there do not make a second violation of it.
+
 Example::
 
     >>> from nonsite.config import Scenario
@@ -38,7 +47,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from nonsite.config import Scenario
 from nonsite.config.system import ObjectSettings
@@ -57,6 +66,7 @@ class Frame:
     seen: Sequence[Track] = ()
     alive: Sequence[Track] = ()
     shape: tuple[int, int] = (1000, 1000)  # (h, w) pixels: displacement and distance are measured in pixels
+    scenes: Sequence[Any] = ()  # detector.classify.scenes.SceneSighting: zones whose state is "present"
 
 
 @dataclass
@@ -74,6 +84,9 @@ class Violation:
     last_event_at: Optional[float] = None
     xyxy: Box = (0.0, 0.0, 0.0, 0.0)
     confidence: float = 0.0
+    verdict: Optional[Any] = None  # the second look's (detector.classify.second_look.Verdict)
+    look_after: float = 0.0  # declined by the second look: not looked at again before this time
+    model_hash: str = ""  # the scene head that saw it (a zone state's violation)
     opened_by: int = field(init=False)  # its first track: the id keeps naming it after another track takes over
 
     def __post_init__(self) -> None:
@@ -127,6 +140,8 @@ class CameraRules:
     lost_after_s: float = 10.0
     update_interval_s: float = 60.0
     objects: ObjectSettings = field(default_factory=ObjectSettings)
+    second_look: bool = False  # an ImageNet classifier is loaded: second_look rules apply
+    scene_owned: frozenset[tuple[str, str]] = frozenset()  # (scenario id, zone id) decided by a zone's state
     _open: dict[tuple[str, int], Violation] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -138,17 +153,32 @@ class CameraRules:
 
     @property
     def watched_classes(self) -> frozenset[str]:
-        """Classes some scenario on this camera acts on (companions excluded)."""
-        return frozenset(c for s in self.scenarios for c in s.classes)
+        """Classes some scenario on this camera acts on (companions excluded), rescued ones included."""
+        return frozenset(c for s in self.scenarios for c in self.classes_of(s))
 
-    def step(self, frame: Frame) -> list[ViolationEvent]:
-        """Advance every rule to ``frame.timestamp``; returns the lifecycle events due now."""
+    def classes_of(self, scenario: Scenario) -> tuple[str, ...]:
+        rule = scenario.second_look
+        rescued = rule.rescue_classes if self.second_look and rule is not None and rule.mode == "rescue" else []
+        return tuple(scenario.classes) + tuple(rescued)
+
+    def needs_look(self, scenario: Scenario, class_name: str) -> bool:
+        rule = scenario.second_look
+        return self.second_look and rule is not None and (
+            rule.mode == "confirm" or (rule.mode == "rescue" and class_name in rule.rescue_classes))
+
+    def step(self, frame: Frame, look: Optional[Callable[[Violation], Any]] = None) -> list[ViolationEvent]:
+        """Advance every rule to ``frame.timestamp``; returns the lifecycle events due now.  ``look(violation)``
+        is the second look at the violation's crop in this frame (a verdict with ``agrees``)."""
         now = frame.timestamp
         seen_ids = {t.track_id for t in frame.seen}
         for track in frame.seen:
             for scenario in self.scenarios:
-                if track.class_name in scenario.classes:
+                if track.class_name in self.classes_of(scenario):
                     self._observe(scenario, track, frame, seen_ids)
+        by_id = {s.id: s for s in self.scenarios}
+        for sighting in frame.scenes:
+            if sighting.scenario_id in by_id:
+                self._observe_scene(by_id[sighting.scenario_id], sighting, now)
         events: list[ViolationEvent] = []
         for key, violation in list(self._open.items()):
             if now - violation.last_true >= self.lost_after_s:
@@ -156,7 +186,7 @@ class CameraRules:
                 if violation.started:
                     events.append(self._event("end", violation, now, violation.last_true))
             elif violation.last_true == now:
-                events.extend(self._due(violation, now))
+                events.extend(self._due(violation, now, look))
         return events
 
     def active(self) -> list[str]:
@@ -179,8 +209,12 @@ class CameraRules:
         key = (scenario.id, track.track_id)
         violation = self._open.get(key) or self._orphan_at(scenario, track, frame, seen_ids)
         zone_id = self._zone_of(scenario, track, violation)
-        if zone_id is None or track.confidence < scenario.confidence or not self._companions_ok(scenario, track, frame):
+        # a box the second look will judge needs only the detector's own confidence: the look guards its start
+        sure = track.confidence >= scenario.confidence or self.needs_look(scenario, track.class_name)
+        if zone_id is None or not sure or not self._companions_ok(scenario, track, frame):
             return
+        if (scenario.id, zone_id) in self.scene_owned:
+            return  # the zone's state classifier decides this scenario here
         now = frame.timestamp
         if violation is None:
             self._open[key] = Violation(self.camera_id, scenario, track, zone_id, now, track.xyxy, now,
@@ -198,6 +232,17 @@ class CameraRules:
                 violation.since, violation.anchor, violation.zone_id = now, track.xyxy, zone_id
         violation.track, violation.last_true = track, now
         violation.xyxy, violation.confidence = track.xyxy, max(violation.confidence, track.confidence)
+
+    def _observe_scene(self, scenario: Scenario, sighting: Any, now: float) -> None:
+        """A zone whose state is "present": the same object while the state lasts (no displacement, no companions)."""
+        track = sighting.track
+        key = (scenario.id, track.track_id)
+        violation = self._open.get(key)
+        if violation is None:
+            violation = self._open[key] = Violation(self.camera_id, scenario, track, sighting.zone_id, now, track.xyxy,
+                                                    now, xyxy=track.xyxy, confidence=track.confidence)
+        violation.model_hash = sighting.model_hash
+        violation.last_true, violation.confidence = now, max(violation.confidence, track.confidence)
 
     def _orphan_at(self, scenario: Scenario, track: Track, frame: Frame, seen_ids: set[int]) -> Optional[Violation]:
         """An open violation of this scenario whose object's track is not seen now, on the spot where this
@@ -231,10 +276,11 @@ class CameraRules:
                       for other in frame.alive)
         return company if scenario.rule == "with_person" else not company
 
-    def _due(self, violation: Violation, now: float) -> list[ViolationEvent]:
+    def _due(self, violation: Violation, now: float,
+             look: Optional[Callable[[Violation], Any]] = None) -> list[ViolationEvent]:
         dwell = now - violation.since
         if not violation.started:
-            if dwell >= violation.scenario.dwell_s:
+            if dwell >= violation.scenario.dwell_s and not self._declined(violation, now, look):
                 violation.started_at = violation.last_event_at = now
                 return [self._event("start", violation, now, now)]
             return []
@@ -242,6 +288,20 @@ class CameraRules:
             violation.last_event_at = now
             return [self._event("update", violation, now, now)]
         return []
+
+    def _declined(self, violation: Violation, now: float, look: Optional[Callable[[Violation], Any]]) -> bool:
+        """The second look, when the scenario wants one for this class, does not (yet) agree."""
+        scenario = violation.scenario
+        if not self.needs_look(scenario, violation.track.class_name):
+            return False
+        if look is None or now < violation.look_after:
+            return True
+        violation.verdict = look(violation)
+        if violation.verdict.agrees:
+            return False
+        assert scenario.second_look is not None
+        violation.look_after = now + scenario.second_look.retry_s
+        return True
 
     @staticmethod
     def _event(kind: str, violation: Violation, now: float, until: float) -> ViolationEvent:

@@ -81,6 +81,34 @@ class CamerasFile(Strict):
 
 
 # ---------------------------------------------------------------- scenarios
+class SecondLookRule(Strict):
+    """What the ImageNet classifier's look at a candidate's crop does for a scenario (docs/detector.md)."""
+
+    mode: Literal["confirm", "rescue", "off"] = "off"
+    # ImageNet class names (any name of a line of the labels file) or ranges of ImageNet-1k indices ("151-268")
+    labels: list[str] = Field(default=[], max_length=1000)
+    min_score: float = Field(default=0.2, gt=0, le=1)  # the labels' probabilities, summed, for the look to agree
+    rescue_classes: list[str] = []  # rescue: boxes of these model classes are candidates when the look agrees
+    retry_s: float = Field(default=30.0, gt=0)  # a candidate the look declined is looked at again this much later
+
+    @model_validator(mode="after")
+    def _labels_where_needed(self) -> "SecondLookRule":
+        if self.mode != "off" and not self.labels:
+            raise FieldError("labels", f"mode '{self.mode}' needs at least one ImageNet label")
+        if self.mode == "rescue" and not self.rescue_classes:
+            raise FieldError("rescue_classes", "mode 'rescue' needs the model classes it rescues")
+        if self.mode != "rescue" and self.rescue_classes:
+            raise FieldError("rescue_classes", f"only mode 'rescue' rescues classes (mode is '{self.mode}')")
+        return self
+
+
+class SceneRule(Strict):
+    """The zone-state classifier of a scenario's zones (present or absent, docs/detector.md)."""
+
+    enabled: bool = False
+    threshold: float = Field(default=0.5, gt=0, lt=1)  # the head's probability for "present"
+
+
 class Scenario(Strict):
     id: Identifier
     label_zh: str
@@ -97,11 +125,17 @@ class Scenario(Strict):
     sla_minutes: int = Field(default=60, gt=0)
     priority: int = Field(default=3, ge=1, le=5)
     enabled: bool = True
+    second_look: Optional[SecondLookRule] = None
+    scene: Optional[SceneRule] = None
 
     @model_validator(mode="after")
     def _companions_where_needed(self) -> "Scenario":
         if self.rule in ("unaccompanied", "with_person") and not self.companion_classes:
             raise ValueError(f"rule '{self.rule}' needs companion_classes")
+        if self.scene is not None and self.scene.enabled and not self.zone_kinds:
+            raise FieldError("scene.enabled", "a scene classifier watches zones: the scenario needs zone_kinds")
+        if self.second_look is not None and set(self.second_look.rescue_classes) & set(self.classes):
+            raise FieldError("second_look.rescue_classes", "a class of the scenario's own is no rescue")
         return self
 
 

@@ -122,6 +122,28 @@ class ObjectSettings(Strict):
         return groups
 
 
+class SecondLookSettings(Strict):
+    """The ImageNet classifier that looks at a candidate's crop before its start (docs/detector.md); which
+    scenarios use it and how: their ``second_look`` in scenarios.yaml.  A bare file name is looked for
+    beside ``detector.weights``."""
+
+    enabled: bool = True
+    model: str = "mobilenet_v2_1.0_224_quant.tflite"
+    labels: str = "imagenet_labels.txt"  # a bare name: beside the model
+
+
+class SceneSettings(Strict):
+    """Zone-state classifiers (docs/detector.md): a zone's crop embedded, a linear head says present or absent,
+    the state changes after ``consecutive`` identical samples; which scenarios: their ``scene`` in scenarios.yaml."""
+
+    enabled: bool = True
+    embedder: str = "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"  # a bare name: beside detector.weights
+    heads: str = "models/scene_heads.npz"  # the generic heads, one per scenario (models/train_scene.py)
+    spots_dir: str = "var/spots"  # per-spot heads trained from operators' labels: <camera>/<zone>/<scenario>.npz
+    interval_s: float = Field(default=5.0, gt=0)  # a zone is sampled at most this often
+    consecutive: int = Field(default=3, ge=1)  # identical samples in a row before the state changes
+
+
 class DetectorSettings(Strict):
     weights: str = "yolov8n.pt"
     imgsz: int = Field(default=640, ge=32)
@@ -134,6 +156,8 @@ class DetectorSettings(Strict):
     plates: PlateSettings = PlateSettings()
     masking: MaskingSettings = MaskingSettings()
     objects: ObjectSettings = ObjectSettings()
+    second_look: SecondLookSettings = SecondLookSettings()
+    scenes: SceneSettings = SceneSettings()
     lost_after_s: float = Field(default=10.0, gt=0)  # a track unseen this long has ended
     update_interval_s: float = Field(default=60.0, gt=0)
     status_interval_s: float = Field(default=30.0, gt=0)
