@@ -8,11 +8,11 @@
 from contract.clock import new_id, parse_iso, to_epoch, to_iso, utc_now
 from contract.deadletter import dead_letter, failure_reason
 from contract.position import parse_source, source_of
-from contract.records import (CONTRACT, SCHEMA_VERSION, Alert, CameraStatus, CaseEvent, DeadLetter, Detection,
-                              Evidence, Feedback, Incident, Record, Task)
+from contract.records import (CONTRACT, SCHEMA_VERSION, Alert, CameraStatus, CaseEvent, Classification, DeadLetter,
+                              Detection, Evidence, Feedback, Incident, Record, Task)
 from contract.validate import ContractError, convert, decode
 
-__all__ = ["CONTRACT", "SCHEMA_VERSION", "Alert", "CameraStatus", "CaseEvent", "ContractError",
+__all__ = ["CONTRACT", "SCHEMA_VERSION", "Alert", "CameraStatus", "CaseEvent", "Classification", "ContractError",
            "DeadLetter", "Detection", "Evidence", "Feedback", "Incident", "Record", "Task", "convert",
            "dead_letter", "decode", "failure_reason", "new_id", "parse_iso", "parse_source", "source_of", "to_epoch",
            "to_iso", "utc_now"]

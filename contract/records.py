@@ -92,6 +92,17 @@ class Evidence(Record):
     schema_version: int = SCHEMA_VERSION
 
 
+class Classification(Record):
+    """Which classifier decided a violation (docs/detector.md), so an alarm can be traced to a model version.
+
+    ``model`` names the classifier and its hash (``second_look:ab12cd34ef56``, ``scene:0f1e2d3c4b5a``);
+    ``label`` is what it said; ``score`` how sure it was, when it gives one."""
+
+    model: ShortText
+    label: ShortText
+    score: Optional[Probability] = None
+
+
 class Detection(Record):
     """A violation's lifecycle as the detector sees it: ``start`` once, ``update`` while it lasts, ``end``."""
 
@@ -115,6 +126,7 @@ class Detection(Record):
     evidence: list[Evidence] = msgspec.field(default_factory=list)
     plate: Optional[Plate] = None
     shop_id: Optional[Id] = None
+    classifier: Optional[Classification] = None  # the second look or zone-state classifier that decided it
     schema_version: int = SCHEMA_VERSION
 
     def check_rules(self) -> Optional[str]:

@@ -25,7 +25,7 @@ from typing import Iterable, Iterator, Optional, Protocol, Sequence
 import numpy as np
 import structlog
 
-from contract import CameraStatus, Detection, Evidence, new_id, to_iso
+from contract import CameraStatus, Classification, Detection, Evidence, new_id, to_iso
 from contract.fields import EvidenceKind
 from detector import metrics
 from detector.annotate import Drawn, annotate, caption, encode_jpeg
@@ -266,10 +266,11 @@ class Pipeline:
                  plate=plate, **classified(violation))
         return Detection(event_id=new_id(), kind=event.kind, violation_id=violation.violation_id,
                          camera_id=state.camera.id, scenario=violation.scenario.id, zone_id=violation.zone_id,
-                         object_class=track.class_name, track_id=track.track_id,
+                         object_class=class_id(track.class_name), track_id=track.track_id,
                          confidence=round(float(event.confidence), 4), bbox=[round(v, 5) for v in event.xyxy],
                          first_seen=to_iso(track.first_seen), observed_at=to_iso(event.observed_at),
-                         dwell_s=float(event.dwell_s), evidence=evidence, plate=plate)
+                         dwell_s=float(event.dwell_s), evidence=evidence, plate=plate,
+                         classifier=classification(violation))
 
     def _store_evidence(self, state: CameraState, frame: FrameLike, event: ViolationEvent) -> list[Evidence]:
         assert self.evidence is not None
@@ -333,11 +334,27 @@ class Pipeline:
 
 
 def classified(violation) -> dict[str, str]:
-    """Which classifier decided the violation, for its log line and its evidence picture's label (the event has
-    no field for it yet): the second look's verdict, or the scene head's hash."""
+    """Which classifier decided the violation, for its log line and its evidence picture's label (the event carries
+    it too: :func:`classification`): the second look's verdict, or the scene head's hash."""
     if violation.verdict is not None:
         return {"second_look": violation.verdict.caption()}
     return {"scene_head": violation.model_hash} if violation.model_hash else {}
+
+
+def class_id(class_name: str) -> str:
+    """A model's class name as the contract's id: ``dining table`` -> ``dining_table`` (an id has no spaces)."""
+    return "_".join(class_name.split())
+
+
+def classification(violation) -> Optional[Classification]:
+    """The classifier that decided the violation, for its events: the second look, or the zone's scene head."""
+    if violation.verdict is not None:
+        verdict = violation.verdict
+        return Classification(model=f"second_look:{verdict.model}", label=verdict.label,
+                              score=round(min(max(float(verdict.score), 0.0), 1.0), 4))
+    if violation.model_hash:
+        return Classification(model=f"scene:{violation.model_hash}", label="present")
+    return None
 
 
 def run_offline(pipeline: Pipeline, frames: Iterable[FrameLike],

@@ -84,6 +84,8 @@ def test_a_pile_present_in_the_first_frame_fires_and_clears_when_painted_out(cit
                                                                               ("end", 75.0, 55.0)]
     start = events[0]
     assert start.zone_id == "z-walk" and start.object_class == SCENE_CLASS and start.scenario == "material_piling"
+    head = pipeline.classifiers.heads["material_piling"]
+    assert start.classifier.model == f"scene:{head.model_hash}" and start.classifier.label == "present"
     watcher = pipeline.cameras["cam-pile"].scenes
     assert watcher is not None and watcher.stats.embeddings == 2  # a still: re-embedded only when the picture changed
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from contract import Detection
 from detector.classify.loading import Classifiers, load_classifiers
 from detector.classify.second_look import ImageNetLabels, SecondLook
 from detector.pipeline import Pipeline, run_offline
@@ -66,10 +67,12 @@ def test_a_far_dog_boxed_as_a_teddy_bear_is_rescued(city, weights_path, detector
     with_look = Pipeline([camera()], dogs, settings, detector, None, report_missing=False)
     assert with_look.classifiers.second_look is not None
     events = list(run_offline(with_look, held(frame, 20)))
-    assert [(e.kind, e.scenario, e.object_class) for e in events] == [("start", "stray_dog", "teddy bear")]
+    assert [(e.kind, e.scenario, e.object_class) for e in events] == [("start", "stray_dog", "teddy_bear")]
     verdict = with_look.cameras["cam-look"].rules.open_violations()[0].verdict
     assert verdict.agrees and verdict.score >= 0.5 and verdict.label == "bloodhound"
     assert verdict.model == "7aad0c74c5e3"  # the classifier's sha256, as the README of the shared models gives it
+    assert events[0].classifier.model == "second_look:7aad0c74c5e3" and events[0].classifier.label == "bloodhound"
+    assert Detection.from_json(events[0].to_json()) == events[0]  # it crosses Kafka as it is
     without = Pipeline([camera()], dogs, settings, detector, None, report_missing=False, classifiers=Classifiers())
     assert list(run_offline(without, held(frame, 20))) == []
 
