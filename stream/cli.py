@@ -26,9 +26,8 @@ log = structlog.get_logger("nonsite.stream")
 
 
 def worker(args: argparse.Namespace, city: Optional[City]) -> int:
-    import faust
-
     from stream.runtime.app import build_app
+    from stream.runtime.worker import StoppableWorker
     from stream.runtime.topics import create_topics
 
     assert city is not None
@@ -44,7 +43,7 @@ def worker(args: argparse.Namespace, city: Optional[City]) -> int:
         for name in ("faust", "mode", "aiokafka"):
             logging.getLogger(name).setLevel(logging.INFO)
     tune_garbage_collector()
-    faust.Worker(app, loglevel=level, redirect_stdouts=False).execute_from_commandline()
+    StoppableWorker(app, loglevel=level, redirect_stdouts=False).execute_from_commandline()
     return 0
 
 
