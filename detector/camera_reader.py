@@ -1,10 +1,12 @@
 """Live capture: one reader thread per camera that keeps only the newest sampled frame.
 
 A reader samples its camera every ``camera.sample_interval_s`` and holds at most one frame; the
-pipeline takes it with :meth:`CameraReader.latest`.  A frame the pipeline did not take before the
-next one arrived is dropped and counted, so a slow pipeline never builds up latency.  What each
-kind of ``Camera.source`` means (streams, snapshot cameras, files, folders) is in
-:mod:`detector.sources`.
+pipeline takes it with :meth:`CameraReader.latest`.  Live streams are read from the camera's
+``substream_url`` when it has one, through PyAV decoding only the frames sampled
+(:mod:`detector.decoding`), or through OpenCV decoding every frame (``decoder="opencv"``).
+A frame the pipeline did not take before the next one arrived is dropped and counted, so a slow
+pipeline never builds up latency.  What each kind of ``Camera.source`` means (streams, snapshot
+cameras, files, folders) is in :mod:`detector.sources`; how cameras are read, in docs/cameras.md.
 
 Finite sources (files, folders) play at real-time pace unless ``realtime=False``: frame timestamps
 are the reader's start time plus the position in the video (or ``index * interval`` for folders).
@@ -18,17 +20,21 @@ Example::
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import re
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Literal, Optional
 
+import av
 import cv2
 import numpy as np
 import structlog
 
 from detector import metrics
+from detector.decoding import DecodeCounters, RtspTransport, StreamDecoder, open_stream
 from detector.sources import (IMAGE_SUFFIXES, SNAPSHOT_PREFIX, Frame, SourceError, folder_images, local_path,
                               open_capture, redact, sample_video, source_kind)
 from nonsite.config import Camera
@@ -36,6 +42,32 @@ from nonsite.config import Camera
 log = structlog.get_logger("detector.sources")  # the name the capture log lines have always had
 
 StatusCallback = Callable[[str, bool, str], None]
+Decoder = Literal["pyav", "opencv"]
+STREAM_ENDED = "stream ended or read timed out"
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+FRAME_BUFFER_BYTES = 1 << 20  # buffers from this size (pictures, decoded frames) are mapped on their own
+
+
+@functools.cache
+def return_frame_buffers_to_the_system() -> bool:
+    """Have glibc map every buffer of ``FRAME_BUFFER_BYTES`` or more on its own and unmap it when freed.
+
+    Otherwise glibc raises its threshold to the size of the first such buffer freed (a 1080p picture is
+    6 MB) and each reader thread's malloc arena then keeps several frames: measured 28 MB per 1080p
+    camera after a minute, and growing, instead of 17.5 MB, flat (docs/cameras.md).  Once per process;
+    False where the C library is not glibc.
+    """
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, FRAME_BUFFER_BYTES))
+    except (OSError, AttributeError):
+        return False
+
+
+def capture_url(camera: Camera) -> str:
+    """What the reader opens: the camera's substream (smaller, cheaper to decode) when it has one."""
+    return camera.substream_url or camera.source
 
 
 class CameraReader:
@@ -43,14 +75,20 @@ class CameraReader:
 
     ``on_status(camera_id, online, reason)`` is called on every online/offline transition (and
     once for the first known state), from the reader's thread.  ``online`` turns true with the
-    first frame, false when opening or reading fails (or a file/folder has ended).
+    first frame, false when opening or reading fails (or a file/folder has ended).  ``decoding`` counts
+    what live streams cost: frames received, decoded and used.
     """
 
     def __init__(self, camera: Camera, *, reconnect_initial_s: float = 1.0, reconnect_max_s: float = 30.0,
                  on_status: Optional[StatusCallback] = None, realtime: bool = True,
-                 open_timeout_s: float = 10.0, read_timeout_s: float = 10.0):
+                 open_timeout_s: float = 10.0, read_timeout_s: float = 10.0, decoder: Decoder = "pyav",
+                 rtsp_transport: RtspTransport = "tcp"):
         self.camera = camera
         self.camera_id = camera.id
+        self.url = capture_url(camera)
+        self.decoder = decoder
+        self.rtsp_transport = rtsp_transport
+        self.decoding = DecodeCounters()
         self.interval = float(camera.sample_interval_s)
         self.reconnect_initial_s = reconnect_initial_s
         self.reconnect_max_s = max(reconnect_max_s, reconnect_initial_s)
@@ -74,6 +112,7 @@ class CameraReader:
 
     # ------------------------------------------------------------ public
     def start(self) -> "CameraReader":
+        return_frame_buffers_to_the_system()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
             self._thread.start()
@@ -111,9 +150,9 @@ class CameraReader:
 
     # ------------------------------------------------------------ the thread
     def _run(self) -> None:
-        kind = source_kind(self.camera.source)
-        log.info("camera reader started", camera=self.camera_id, source=redact(self.camera.source), kind=kind,
-                 interval_s=self.interval)
+        kind = source_kind(self.url)
+        log.info("camera reader started", camera=self.camera_id, source=redact(self.url), kind=kind,
+                 interval_s=self.interval, substream=self.camera.substream_url is not None, decoder=self.decoder)
         try:
             if kind in ("folder", "file"):
                 self._run_finite(kind)
@@ -149,7 +188,7 @@ class CameraReader:
 
     def _pump_live(self, kind: str) -> str:
         """Read one connection until it fails; returns why it ended."""
-        source = self.camera.source
+        source = self.url
         if kind == "snapshot":
             return self._pump_snapshots(source[len(SNAPSHOT_PREFIX):])
         if kind == "http" and _http_content_type(source, self.open_timeout_s).startswith("image/"):
@@ -157,19 +196,40 @@ class CameraReader:
         return self._pump_stream(source)
 
     def _pump_stream(self, source: str) -> str:
+        return self._pump_opencv(source) if self.decoder == "opencv" else self._pump_pyav(source)
+
+    def _pump_pyav(self, source: str) -> str:
+        container = open_stream(source, self.open_timeout_s, self.read_timeout_s, self.rtsp_transport)
+        try:
+            for sample in StreamDecoder(container, self.interval, self.decoding).samples(self._stop.is_set):
+                self._put(Frame(self.camera_id, sample.image, sample.arrived_at, sample.index))
+        except (av.error.ExitError, EOFError):  # ExitError: the read timeout interrupted FFmpeg
+            return STREAM_ENDED
+        except av.error.FFmpegError as exc:
+            return f"stream read failed: {str(exc).replace(source, redact(source))}"
+        finally:
+            container.close()
+        return "stopped" if self._stop.is_set() else STREAM_ENDED
+
+    def _pump_opencv(self, source: str) -> str:
+        """Every frame decoded (``grab``), converted only when sampled: the design PyAV replaces."""
         capture = open_capture(source, self.open_timeout_s, self.read_timeout_s)
+        self.decoding.mode = "opencv"
         try:
             received, due = 0, time.time()
             while not self._stop.is_set():
                 if not capture.grab():
-                    return "stream ended or read timed out"
+                    return STREAM_ENDED
                 received += 1
+                self.decoding.received += 1
+                self.decoding.decoded += 1
                 now = time.time()
                 if now < due:
                     continue
                 ok, image = capture.retrieve()
                 if not ok or image is None:
                     return "frame could not be decoded"
+                self.decoding.used += 1
                 self._put(Frame(self.camera_id, image, now, received - 1))
                 due += self.interval
                 if due <= now:
@@ -204,7 +264,7 @@ class CameraReader:
             return "stopped"
 
     def _run_finite(self, kind: str) -> None:
-        path = local_path(self.camera.source)
+        path = local_path(self.url)
         try:
             frames = self._folder_frames(path) if kind == "folder" else self._video_frames(path)
             for frame in frames:

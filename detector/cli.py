@@ -312,7 +312,8 @@ def detect(args: argparse.Namespace, city: Optional[City]) -> int:
         with lock:
             transitions.append((camera_id, online, reason))
 
-    readers = {c.id: CameraReader(c, on_status=on_status).start() for c in cameras}
+    readers = {c.id: CameraReader(c, on_status=on_status, decoder=city.detector.decoder,
+                                  rtsp_transport=city.detector.rtsp_transport).start() for c in cameras}
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

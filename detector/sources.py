@@ -5,8 +5,10 @@ The live reader, one thread per camera, is :class:`detector.camera_reader.Camera
 How ``Camera.source`` is read:
 
 ==================================  =========================================================
-``rtsp://``, ``rtsps://``,          live stream through OpenCV's FFmpeg backend, with open and
-``rtmp://``, ``rtmps://``, ``udp``  read timeouts; reconnects with exponential backoff
+``rtsp://``, ``rtsps://``,          live stream through PyAV decoding only the frames sampled
+``rtmp://``, ``rtmps://``, ``udp``  (:mod:`detector.decoding`; OpenCV's FFmpeg backend with
+                                    ``detector.decoder: opencv``), with open and read timeouts;
+                                    reconnects with exponential backoff
 ``snapshot+http(s)://URL``          snapshot camera: ``GET URL`` once per interval, decode the image
 ``http(s)://URL``                   decided by the answer's ``Content-Type`` at each connect:
                                     ``image/*`` is a snapshot camera as above; anything else
@@ -16,9 +18,12 @@ a folder (or ``file://`` folder)    every image in it, in name order, one per in
 a file (or ``file://`` file)        a video file, sampled every interval of *video* time; then ends
 ==================================  =========================================================
 
-RTSP goes over TCP by default (OpenCV's default).  A camera or server that only offers UDP
-needs ``OPENCV_FFMPEG_CAPTURE_OPTIONS="rtsp_transport;udp"`` in the environment (OpenCV's own
-setting; it replaces OpenCV's defaults for every FFmpeg capture of the process).
+A camera's ``substream_url``, when set, is read instead of its ``source`` (docs/cameras.md).
+
+RTSP goes over TCP by default.  A camera or server that only offers UDP needs
+``detector.rtsp_transport: udp`` (PyAV), or ``OPENCV_FFMPEG_CAPTURE_OPTIONS="rtsp_transport;udp"``
+in the environment with the OpenCV decoder (OpenCV's own setting; it replaces OpenCV's defaults
+for every FFmpeg capture of the process).
 
 Example::
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import time as dtime
 from typing import Annotated, Literal, Optional
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -32,6 +33,19 @@ def normalised_polygon(points: list[tuple[float, float]]) -> list[tuple[float, f
 
 Polygon = Annotated[list[tuple[float, float]], AfterValidator(normalised_polygon)]
 
+# what the detector reads as a live stream (detector/sources.py)
+LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "tcp", "srt", "http", "https")
+
+
+def live_stream_url(url: str) -> str:
+    """A live stream's URL (a scheme the detector streams from, and a host); the error never shows the URL,
+    which may hold a password."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in LIVE_SCHEMES or not parts.hostname:
+        raise ValueError(f"must be a live stream URL with a host, such as rtsp://camera/sub "
+                         f"(schemes: {', '.join(LIVE_SCHEMES)}); got scheme '{parts.scheme}'")
+    return url
+
 
 class Zone(Strict):
     id: Identifier
@@ -51,6 +65,8 @@ class Camera(Strict):
     id: Identifier
     name: str
     source: str
+    # the camera's second, smaller stream of the same view: read instead of source (docs/cameras.md)
+    substream_url: Optional[Annotated[str, AfterValidator(live_stream_url)]] = None
     location: Location
     grid: Identifier
     sample_interval_s: float = Field(default=1.0, gt=0)
@@ -61,6 +77,8 @@ class Camera(Strict):
     @model_validator(mode="after")
     def _unique_zone_ids(self) -> "Camera":
         no_duplicates([z.id for z in self.zones], "zones", "zone id")
+        if self.substream_url is not None and self.substream_url == self.source:
+            raise FieldError("substream_url", "is the same as source: leave it out, or give the smaller stream")
         return self
 
     def zone(self, zone_id: str) -> Optional[Zone]:

@@ -165,6 +165,9 @@ class DetectorSettings(Strict):
     spool_dir: str = "var/spool"
     spool_max_mb: float = Field(default=256, gt=0)
     metrics_port: int = Field(default=9101, ge=0, le=65535)
+    # live streams: pyav decodes only the frames sampled (keyframes when the interval allows), opencv every frame
+    decoder: Literal["pyav", "opencv"] = "pyav"
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"  # pyav's RTSP transport; opencv's: OPENCV_FFMPEG_CAPTURE_OPTIONS
 
 
 class StreamSettings(Strict):

@@ -404,11 +404,12 @@ class RtspStream:
                                    "--source_listen_address", "127.0.0.1", "--rtp_start_port", str(self.rtp_port),
                                    "--loglevel", "2"], stdout=log, stderr=log, start_new_session=True)
         self.processes.append(server)
-        assert wait(lambda: _port_open(self.source_port), 10), "rtsp-server-perl did not start"
+        assert wait(lambda: _listening(server.pid, self.source_port), 10), "rtsp-server-perl did not start"
         pusher = subprocess.Popen([self.ffmpeg, "-v", "error", "-re", "-stream_loop", "-1", "-i", str(self.clip),
                                    "-c", "copy", "-f", "rtsp", f"rtsp://127.0.0.1:{self.source_port}/cam"],
                                   stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         self.processes.append(pusher)
+        assert wait(lambda: _udp_sockets(server.pid) >= 2, 15), f"ffmpeg did not publish; see {self.folder}/rtsp.log"
         assert wait(self.publishing, 15), f"ffmpeg did not publish to the RTSP server; see {self.folder}/rtsp.log"
 
     def publishing(self) -> bool:
@@ -430,12 +431,26 @@ class RtspStream:
         self.processes.clear()
 
 
-def _port_open(port: int) -> bool:
-    import socket
+def _listening(pid: int, port: int) -> bool:
+    """Asked of the kernel, not by connecting: a connection closing while the server has no stream makes
+    rtsp-server-perl restart its RTP ports at 20000, where another test's server may be."""
+    import psutil
 
-    with socket.socket() as probe:
-        probe.settimeout(0.2)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+    try:
+        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port
+                   for c in psutil.Process(pid).net_connections(kind="tcp"))
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _udp_sockets(pid: int) -> int:
+    """The server's RTP/RTCP sockets: two for each stream announced (asked of the kernel, as above)."""
+    import psutil
+
+    try:
+        return len(psutil.Process(pid).net_connections(kind="udp"))
+    except psutil.NoSuchProcess:
+        return 0
 
 
 @pytest.mark.slow
@@ -448,7 +463,7 @@ def test_rtsp_stream_is_read_then_cut_and_restored(rtsp_server_binary, ffmpeg, r
     try:
         stream.start()
         reader = CameraReader(camera(stream.url, 0.5, "cam-rtsp"), on_status=statuses, reconnect_initial_s=0.5,
-                              reconnect_max_s=2.0, open_timeout_s=5, read_timeout_s=3).start()
+                              reconnect_max_s=2.0, open_timeout_s=5, read_timeout_s=3, decoder="opencv").start()
         frames = [reader.latest(timeout=15) for _ in range(4)]
         assert all(f is not None for f in frames), f"no frames from {stream.url}: {statuses.calls}"
         assert frames[0].image.shape == (640, 480, 3)
