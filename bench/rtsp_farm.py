@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 import psutil
 
+from nonsite.devtools.rtsp_server import listening, udp_sockets
+
 # rtsp-server-perl hands out RTP ports in order, 2 for each stream's source and 2 more for every client
 # session (every reconnect too), never reusing one.  FFmpeg's own RTP ports (pushers, readers) are drawn
 # at random from 5000-65000, so the servers' blocks lie below that, where nothing else draws from.
@@ -97,7 +99,7 @@ class RtspFarm:
                  "--rtp_start_port", str(rtp_port), "--loglevel", "1"],
                 stdout=self._log, stderr=self._log, start_new_session=True))
             server = self.servers[-1]
-            if not _wait(lambda: _listening(server.pid, source_port), 15):
+            if not _wait(lambda: listening(server.pid, source_port), 15):
                 raise SystemExit(f"rtsp-server-perl did not start; see {self.folder}/farm.log")
             for number in range(first, first + count):
                 clip = self.clips[number % len(self.clips)]
@@ -107,7 +109,7 @@ class RtspFarm:
                     stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL, start_new_session=True))
                 self.urls.append(f"rtsp://127.0.0.1:{client_port}/cam{number:03d}")
             # every stream announced (two RTP sockets each) before anything connects to ask (see _listening)
-            if not _wait(lambda: _udp_sockets(server.pid) >= 2 * count, 60):
+            if not _wait(lambda: udp_sockets(server.pid) >= 2 * count, 60):
                 raise SystemExit(f"the streams were not announced to rtsp-server-perl; see {self.folder}/farm.log")
         for url in self.urls:
             if not _wait(lambda: _describes(url), 30):
@@ -172,23 +174,6 @@ def _bindable(port: int) -> bool:
             except OSError:
                 return False
     return True
-
-
-def _listening(pid: int, port: int) -> bool:
-    """Is the process listening on ``port``?  Asked of the kernel: a connection that closes while the server
-    has no stream yet makes rtsp-server-perl restart its RTP ports at 20000, whatever it was told."""
-    try:
-        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port
-                   for c in psutil.Process(pid).net_connections(kind="tcp"))
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _udp_sockets(pid: int) -> int:
-    try:
-        return len(psutil.Process(pid).net_connections(kind="udp"))
-    except psutil.NoSuchProcess:
-        return 0
 
 
 def _describes(url: str) -> bool:

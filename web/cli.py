@@ -47,16 +47,10 @@ def report(args: argparse.Namespace, city: Optional[City]) -> int:
 
     The same code and tables as the web reports (:mod:`history.statistics`): both give the same figures."""
     assert city is not None
-    from history.database import DatabaseError
     from history.statistics import summarise
 
     period = _report_period(args.date_from, args.date_to)
-    try:
-        store = _store(city)
-    except DatabaseError as exc:
-        raise CommandError(str(exc)) from None
-    if not args.no_sync:
-        _catch_up(city, store)
+    store = _store_caught_up(city, sync=not args.no_sync)
     rows, total = summarise(store.engine, period, args.by)
     write_report([row.as_dict() for row in rows], total.as_dict(), args.by, bool(args.csv), sys.stdout)
     return 0
@@ -66,17 +60,11 @@ def evidence_purge(args: argparse.Namespace, city: Optional[City]) -> int:
     """``nonsite evidence purge [--dry-run] [--no-sync]``: delete the evidence files of the cases that ended more
     than ``history.evidence_retention_days`` ago and are not on legal hold (:mod:`history.retention`)."""
     assert city is not None
-    from history.database import DatabaseError
     from history.retention import finish_deletions, purge_case, purge_plan
     from nonsite.evidence import EvidenceStore
 
     days = city.system.history.evidence_retention_days
-    try:
-        store = _store(city)
-    except DatabaseError as exc:
-        raise CommandError(str(exc)) from None
-    if not args.no_sync:
-        _catch_up(city, store)
+    store = _store_caught_up(city, sync=not args.no_sync)
     evidence = EvidenceStore(city.resolve_path(city.detector.evidence_dir))
     run_at = datetime.utcnow()
     cutoff = run_at - timedelta(days=days)
@@ -118,6 +106,19 @@ def _report_period(date_from: Optional[str], date_to: Optional[str]):
     if last < first:
         raise CommandError(f"--to: {last} is before --from: {first}")
     return Period(first, last)
+
+
+def _store_caught_up(city: City, sync: bool):
+    """The city's case store, first fed what the topics hold that it lacks (unless ``sync`` is false)."""
+    from history.database import DatabaseError
+
+    try:
+        store = _store(city)
+    except DatabaseError as exc:
+        raise CommandError(str(exc)) from None
+    if sync:
+        _catch_up(city, store)
+    return store
 
 
 def _store(city: City):

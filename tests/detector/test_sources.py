@@ -26,6 +26,7 @@ from detector import metrics
 from detector.camera_reader import CameraReader
 from detector.sources import Frame, SourceError, iter_file_frames, redact, resolve_source, source_kind
 from nonsite.config import Camera, Location
+from nonsite.devtools.rtsp_server import listening, udp_sockets
 
 BUS = Path(ultralytics.__file__).parent / "assets" / "bus.jpg"
 CELL, BITS = 32, 10
@@ -404,12 +405,12 @@ class RtspStream:
                                    "--source_listen_address", "127.0.0.1", "--rtp_start_port", str(self.rtp_port),
                                    "--loglevel", "2"], stdout=log, stderr=log, start_new_session=True)
         self.processes.append(server)
-        assert wait(lambda: _listening(server.pid, self.source_port), 10), "rtsp-server-perl did not start"
+        assert wait(lambda: listening(server.pid, self.source_port), 10), "rtsp-server-perl did not start"
         pusher = subprocess.Popen([self.ffmpeg, "-v", "error", "-re", "-stream_loop", "-1", "-i", str(self.clip),
                                    "-c", "copy", "-f", "rtsp", f"rtsp://127.0.0.1:{self.source_port}/cam"],
                                   stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         self.processes.append(pusher)
-        assert wait(lambda: _udp_sockets(server.pid) >= 2, 15), f"ffmpeg did not publish; see {self.folder}/rtsp.log"
+        assert wait(lambda: udp_sockets(server.pid) >= 2, 15), f"ffmpeg did not publish; see {self.folder}/rtsp.log"
         assert wait(self.publishing, 15), f"ffmpeg did not publish to the RTSP server; see {self.folder}/rtsp.log"
 
     def publishing(self) -> bool:
@@ -431,29 +432,6 @@ class RtspStream:
         self.processes.clear()
 
 
-def _listening(pid: int, port: int) -> bool:
-    """Asked of the kernel, not by connecting: a connection closing while the server has no stream makes
-    rtsp-server-perl restart its RTP ports at 20000, where another test's server may be."""
-    import psutil
-
-    try:
-        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port
-                   for c in psutil.Process(pid).net_connections(kind="tcp"))
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _udp_sockets(pid: int) -> int:
-    """The server's RTP/RTCP sockets: two for each stream announced (asked of the kernel, as above)."""
-    import psutil
-
-    try:
-        return len(psutil.Process(pid).net_connections(kind="udp"))
-    except psutil.NoSuchProcess:
-        return 0
-
-
-@pytest.mark.slow
 def test_rtsp_stream_is_read_then_cut_and_restored(rtsp_server_binary, ffmpeg, rtsp_clip, tmp_path, monkeypatch):
     # rtsp-server-perl relays RTP over UDP only; OpenCV asks for TCP unless told otherwise.
     monkeypatch.setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;udp")
