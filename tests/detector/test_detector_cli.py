@@ -6,7 +6,6 @@ temporary folder too: paths resolve against the config folder's parent).
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
