@@ -120,9 +120,11 @@ def test_a_failing_consumer_loop_shows_in_health_and_restarts_without_refolding(
     bus = web.app.state.bus
     bus.restart_backoff_s = 1.0
     first = incident()
+    before = bus.recorded
     web.publish("incidents", first)
     web.wait_for(lambda: web.app.state.store.incident(first.incident_id) is not None, what="the first incident")
-    folded = web.app.state.bus.recorded
+    web.wait_for(lambda: bus.recorded > before, what="the count of recorded records")
+    folded = bus.recorded
     alerts_before = count_rows(web, "alerts")
     failures = REGISTRY.get_sample_value("nonsite_web_read_model_failures_total") or 0.0
     client = web.client()
@@ -140,6 +142,8 @@ def test_a_failing_consumer_loop_shows_in_health_and_restarts_without_refolding(
     later = incident()
     web.publish("incidents", later)
     web.wait_for(lambda: web.app.state.store.incident(later.incident_id) is not None, what="an incident after the restart")
+    # the count moves after the write's thread returns, so the store can show the incident a moment earlier
+    web.wait_for(lambda: web.app.state.bus.recorded > folded, what="the count of recorded records")
     assert web.app.state.bus.recorded == folded + 1  # resumed where it was: nothing read twice
     assert count_rows(web, "alerts") == alerts_before
 
