@@ -1,8 +1,10 @@
 """The field types of the contract, each with its bounds: what a message may hold, stated once.
 
-msgspec checks these while it decodes, in C, and names the field of the first one broken.
-Input records (what detectors and officers send) get tight bounds; the outputs the stream writes
-use the same types with room for long-lived cases.
+msgspec checks these while it decodes, in C, and names the field of the first one broken; the text
+formats (ids, sha256 digests, plates) are a :class:`Format` beside msgspec's ``Meta``, checked for a
+whole record at once after decoding (:mod:`contract.formats`).  Input records (what detectors and
+officers send) get tight bounds; the outputs the stream writes use the same types with room for
+long-lived cases.
 
 Example::
 
@@ -14,7 +16,8 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated, Literal, Optional
 
 from msgspec import Meta
 
@@ -22,8 +25,9 @@ SCHEMA_VERSION = 1  # of every record; a consumer refuses another
 
 # a name or id made by a program: letters (any script), digits and a few separators; no spaces,
 # quotes, angle brackets or control characters
-ID_PATTERN = r"^[\w.:/|@#+=-]+$"
-ID_OR_EMPTY_PATTERN = r"^[\w.:/|@#+=-]*$"
+ID_CHARACTERS = r"[\w.:/|@#+=-]"
+ID_PATTERN = rf"^{ID_CHARACTERS}+$"
+ID_OR_EMPTY_PATTERN = rf"^{ID_CHARACTERS}*$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # a Chinese plate: province, issuing letter, then 5 (blue, yellow) or 6 (green new-energy) characters,
 # the last of which may be a suffix such as 学 (driving school) or 警 (police)
@@ -34,11 +38,25 @@ PATTERN_NAMES = {ID_PATTERN: "an id (letters, digits and . : / | @ # + = - only)
                  PLATE_PATTERN: "a Chinese plate (province, letter, 5 or 6 characters)",
                  SHA256_PATTERN: "a sha256 (64 lowercase hex digits)",
                  ID_OR_EMPTY_PATTERN: "an id or empty (letters, digits and . : / | @ # + = - only)"}
-Id = Annotated[str, Meta(min_length=1, max_length=160, pattern=ID_PATTERN)]
-OptionalZoneId = Annotated[str, Meta(max_length=160, pattern=ID_OR_EMPTY_PATTERN)]  # "" = the whole frame
+
+
+@dataclass(frozen=True)
+class Format:
+    """The format of a text field: ``pattern`` (a regular expression searched as msgspec would), checked
+    after decoding.  ``characters``, when given, is a character class such that any text of those
+    characters whose length the field's ``Meta`` allows matches ``pattern``: such fields of a record
+    are checked together, one match over their joined texts."""
+
+    pattern: str
+    characters: Optional[str] = None
+
+
+Id = Annotated[str, Meta(min_length=1, max_length=160), Format(ID_PATTERN, ID_CHARACTERS)]
+# "" = the whole frame
+OptionalZoneId = Annotated[str, Meta(max_length=160), Format(ID_OR_EMPTY_PATTERN, ID_CHARACTERS)]
 Timestamp = Annotated[str, Meta(max_length=40)]  # ISO-8601 with an offset: checked after decoding
-Sha256 = Annotated[str, Meta(pattern=SHA256_PATTERN)]
-Plate = Annotated[str, Meta(pattern=PLATE_PATTERN)]
+Sha256 = Annotated[str, Format(SHA256_PATTERN)]
+Plate = Annotated[str, Format(PLATE_PATTERN)]
 Uri = Annotated[str, Meta(min_length=1, max_length=1024)]
 ShortText = Annotated[str, Meta(max_length=200)]
 Text = Annotated[str, Meta(max_length=4000)]  # reasons, notes, messages, addresses

@@ -1,9 +1,11 @@
 """The one validator of the contract: bytes or decoded data in, a record or a :class:`ContractError` out.
 
-msgspec parses and checks types and bounds in one C pass (:mod:`contract.fields`); the few rules a
-type cannot say (timestamps with an offset, a box's corners in order, the schema version) are
-checked after.  Every refusal names the field by its path, e.g.
-``Detection.bbox[3]: expected float <= 1.0``.
+msgspec parses and checks types and bounds in one C pass (:mod:`contract.fields`); the text formats
+of ids, digests and plates are checked after, for the whole record at once (:mod:`contract.formats`),
+and so are the few rules a type cannot say (timestamps with an offset, a box's corners in order, the
+schema version).  Every refusal names the field by its path, e.g.
+``Detection.bbox[3]: expected float <= 1.0``: a message refused by its types or formats is decoded
+again by :func:`strict_type`, which names its first field out of bounds or format.
 
 Bounds before parsing: a message over :data:`MAX_INPUT_BYTES` (inputs) or :data:`MAX_RECORD_BYTES`
 (outputs) is refused unread, and so is one nested deeper than :data:`MAX_DEPTH` (the contract itself
@@ -22,12 +24,13 @@ from __future__ import annotations
 import functools
 import re
 import typing
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Type, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Type, TypeVar
 
 import msgspec
 
-from contract.clock import is_utc_iso
 from contract.fields import PATTERN_NAMES, SCHEMA_VERSION
+from contract.formats import format_of, formats_check, formats_hold
 
 if TYPE_CHECKING:  # records import this module (Record.from_json): the types only, for the checker
     from contract.records import Record
@@ -38,6 +41,7 @@ MAX_RECORD_BYTES = 1024 * 1024  # Kafka's default message size
 MAX_DEPTH = 16  # arrays and objects inside one another
 _NESTING = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # strings (skipped) and brackets
 _VERSION_KEY = b'"schema_version"'
+_VERSION_LAST = b'"schema_version":1}'  # where the contract's encoder writes it: found without a search
 _ERROR = re.compile(r"^(?P<text>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _REGEX = re.compile(r"str matching regex '(.*)'$", re.S)
 _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
@@ -59,10 +63,10 @@ def decode(cls: Type[R], raw: bytes | str) -> R:
         raise ContractError(f"{cls.__name__}: message of {len(raw)} bytes is over the limit of {limit}")
     if isinstance(raw, str):
         raw = raw.encode("utf-8", errors="surrogatepass")
-    if _nested_too_deep(raw):
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _nested_too_deep(raw):  # the count first: no call
         raise ContractError(f"{cls.__name__}: JSON nested deeper than {MAX_DEPTH}")
     try:
-        record = _decoder(cls).decode(raw)
+        record = _decoded(cls, raw)
     except msgspec.ValidationError as exc:
         _check_version(raw)  # another version has other fields: say that first
         raise ContractError(_named(cls, str(exc))) from None
@@ -70,9 +74,23 @@ def decode(cls: Type[R], raw: bytes | str) -> R:
         raise ContractError(f"not JSON: {exc}") from None
     except RecursionError:  # cannot happen below MAX_DEPTH; kept so that it never escapes as an exception
         raise ContractError(f"{cls.__name__}: JSON nested too deep") from None
-    if _VERSION_KEY not in raw:
+    if not raw.endswith(_VERSION_LAST) and _VERSION_KEY not in raw:
         raise ContractError("schema_version: missing (this build reads 1)")
     check(record)
+    return record
+
+
+def _decoded(cls: Type[R], raw: bytes) -> R:
+    """``raw`` as ``cls``, its types, bounds and formats checked; msgspec's error otherwise, as the strict
+    type gives it: the first field out of bounds or format in the message's order."""
+    read, formats_held = _readers(cls)
+    try:
+        record = read(raw)
+    except msgspec.DecodeError as refused:
+        _strict_decoder(cls).decode(raw)  # raises: this refusal, or a field out of format before it
+        raise refused
+    if not formats_held(record):
+        _strict_decoder(cls).decode(raw)  # raises, unless only the joined check was stricter than a pattern
     return record
 
 
@@ -94,19 +112,41 @@ def _admitted_decoder(cls: type[Record]) -> msgspec.json.Decoder:
 
 
 @functools.lru_cache(maxsize=None)
+def _readers(cls: type[Record]) -> tuple[Callable[[bytes], Any], Callable[[Any], bool]]:
+    """``cls``'s decoding and its formats check (one look-up for both: this runs for every message)."""
+    return _decoder(cls).decode, formats_check(cls)
+
+
+@functools.lru_cache(maxsize=None)
+def _strict_decoder(cls: type[Record]) -> msgspec.json.Decoder:
+    return msgspec.json.Decoder(strict_type(cls))
+
+
+@functools.lru_cache(maxsize=None)
 def admitted_type(cls: type[Record]) -> type[Record]:
     """``cls`` with the same fields and defaults, and no constraints on them (a subclass: isinstance holds)."""
+    return _derived(cls, "Admitted", _unconstrained)
+
+
+@functools.lru_cache(maxsize=None)
+def strict_type(cls: type[Record]) -> type[Record]:
+    """``cls`` with its formats as msgspec patterns, checked field by field (a subclass), to name a refusal."""
+    return _derived(cls, "Strict", _with_patterns)
+
+
+def _derived(cls: type[Record], prefix: str, change: Any) -> type[Record]:
+    """A subclass of ``cls`` with the same fields and defaults, each field's type passed through ``change``."""
     hints = typing.get_type_hints(cls, include_extras=True)
     fields: list[tuple] = []
     for field in msgspec.structs.fields(cls):
-        kind = _unconstrained(hints[field.name])
+        kind = change(hints[field.name])
         if field.default is not msgspec.NODEFAULT:
             fields.append((field.name, kind, field.default))
         elif field.default_factory is not msgspec.NODEFAULT:
             fields.append((field.name, kind, msgspec.field(default_factory=field.default_factory)))
         else:
             fields.append((field.name, kind))
-    return msgspec.defstruct(f"Admitted{cls.__name__}", fields, bases=(cls,), kw_only=True, gc=False)
+    return msgspec.defstruct(f"{prefix}{cls.__name__}", fields, bases=(cls,), kw_only=True, gc=False)
 
 
 def _unconstrained(hint: Any) -> Any:
@@ -123,6 +163,25 @@ def _unconstrained(hint: Any) -> Any:
     return hint
 
 
+def _with_patterns(hint: Any) -> Any:
+    """``Annotated[str, Meta(...), Format(p)]`` -> ``Annotated[str, Meta(...), Meta(pattern=p)]``, also inside."""
+    fmt = format_of(hint)
+    if fmt is not None:
+        return Annotated[(hint, msgspec.Meta(pattern=fmt.pattern))]
+    if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
+        return strict_type(hint)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:  # bounds of a container: kept, around its items with patterns
+        return Annotated[(_with_patterns(args[0]), *hint.__metadata__)]
+    if origin is list:
+        return list[_with_patterns(args[0])]
+    if origin is dict:
+        return dict[_with_patterns(args[0]), _with_patterns(args[1])]
+    if origin is typing.Union:
+        return typing.Union[tuple(_with_patterns(arg) for arg in args)]
+    return hint
+
+
 def convert(cls: Type[R], data: Any) -> R:
     """:func:`decode` for JSON data already decoded (a dict)."""
     if not isinstance(data, dict):
@@ -130,7 +189,7 @@ def convert(cls: Type[R], data: Any) -> R:
     if "schema_version" not in data:
         raise ContractError("schema_version: missing (this build reads 1)")
     try:
-        record = msgspec.convert(data, cls)
+        record = _converted(cls, data)
     except msgspec.ValidationError as exc:
         raise ContractError(_named(cls, str(exc))) from None
     except RecursionError:
@@ -139,10 +198,21 @@ def convert(cls: Type[R], data: Any) -> R:
     return record
 
 
+def _converted(cls: Type[R], data: Any) -> R:
+    """:func:`_decoded` for decoded data."""
+    try:
+        record = msgspec.convert(data, cls)
+    except msgspec.ValidationError as refused:
+        msgspec.convert(data, strict_type(cls))
+        raise refused
+    if not formats_hold(record):
+        msgspec.convert(data, strict_type(cls))
+    return record
+
+
 def _nested_too_deep(raw: bytes) -> bool:
-    """Whether brackets outside strings nest deeper than MAX_DEPTH (scanned only when there are that many)."""
-    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
-        return False
+    """Whether brackets outside strings nest deeper than MAX_DEPTH (:func:`decode` scans only a message
+    with more brackets than that)."""
     depth = 0
     for token in _NESTING.finditer(raw):
         char = token.group()
@@ -170,14 +240,18 @@ def _check_version(raw: bytes | str) -> None:
 
 def check(record: Record) -> None:
     """The rules types cannot state; raises :class:`ContractError`."""
-    name = type(record).__name__
     if record.schema_version != SCHEMA_VERSION:
         raise ContractError(f"schema_version: unsupported {record.schema_version!r} "
                             f"(this build reads {SCHEMA_VERSION})")
     for field in record.TIMESTAMP_FIELDS:
         value = getattr(record, field)
-        if value is not None and not is_utc_iso(value):
-            raise ContractError(f"{name}.{field}: not a UTC ISO-8601 timestamp: {value!r}")
+        if value is not None:
+            try:  # contract.clock.is_utc_iso, inline: every message has two or three
+                zoned = datetime.fromisoformat(value).tzinfo is not None
+            except ValueError:
+                zoned = False
+            if not zoned:
+                raise ContractError(f"{type(record).__name__}.{field}: not a UTC ISO-8601 timestamp: {value!r}")
     problem = record.check_rules()
     if problem:
         raise ContractError(problem)

@@ -21,7 +21,7 @@ import msgspec
 
 from contract import CameraStatus, DeadLetter, Detection, Feedback, decode, utc_now
 from contract.deadletter import dead_letter, failure_reason
-from contract.validate import ContractError, decode_admitted
+from contract.validate import ContractError, admitted_type, decode_admitted
 from contract import wire
 from contract.position import source_of
 from stream.domain.dedup import CityMap, district_of_incident, spot
@@ -29,11 +29,13 @@ from stream.domain.dedup import CityMap, district_of_incident, spot
 ROLES = {"detections": Detection, "camera_status": CameraStatus, "feedback": Feedback}
 
 
-class Envelope(msgspec.Struct, frozen=True):
+class Envelope(msgspec.Struct, frozen=True, gc=False):
     """One input for the case engine: ``stream`` is ``topic:partition`` of its source, ``offset`` its offset
     (``tick`` and -1 for a tick).
 
     ``payload`` is the validated message (a :mod:`contract` record), or a plain dict for a tick.
+    ``gc=False``: an envelope is made with its payload and never changes, so it cannot be part of a
+    reference cycle, and the collector need not track the thousands a batch keeps alive.
     """
 
     kind: str  # detections | camera_status | feedback | tick
@@ -85,6 +87,18 @@ def _from_wire(item: _Wire) -> Envelope:
     return Envelope(item.kind, item.district, item.stream, item.offset, payload)
 
 
+def _typed_wire(kind: str, payload: Any) -> type:
+    """An envelope of ``kind`` as it travels, its payload read with it: one member of a batch's tagged union."""
+    return msgspec.defstruct(f"_Wire_{kind}", [("district", str), ("stream", str), ("offset", int),
+                                                ("payload", payload)], tag_field="kind", tag=kind, gc=False)
+
+
+_KIND_OF = {_typed_wire(kind, admitted_type(role)): kind for kind, role in ROLES.items()}
+_KIND_OF[_typed_wire("tick", Any)] = "tick"
+# a whole batch in one pass of msgspec (the payloads read as admitted_type: see contract.validate.decode_admitted)
+_typed_batch = msgspec.json.Decoder(msgspec.defstruct("_TypedBatch", [("batch", list[Union[tuple(_KIND_OF)]])])).decode
+
+
 MAX_BATCH_BYTES = 768 * 1024  # below the 1 MB message limit of Kafka and of the Faust consumer fetch
 
 
@@ -106,19 +120,31 @@ def pack(envelopes: list[Envelope], max_bytes: int = MAX_BATCH_BYTES,
         else:
             part = wire.encode(_Wire(env.kind, env.district, env.stream, env.offset, msgspec.Raw(raws[index])))
         if parts and size + len(part) > max_bytes:
-            messages.append(b'{"batch":[' + b",".join(parts) + b"]}")
+            messages.append(_batch(parts))
             parts, size = [], 0
         parts.append(part)
         size += len(part) + 1
     if parts:
-        messages.append(b'{"batch":[' + b",".join(parts) + b"]}")
+        messages.append(_batch(parts))
     return messages
+
+
+def _batch(parts: list[bytes]) -> bytes:
+    """``{"batch": [parts]}``, the parts copied once (the brackets go on the first and last part)."""
+    parts[0] = b'{"batch":[' + parts[0]
+    parts[-1] += b"]}"  # after the first: they may be the same part
+    return b",".join(parts)
 
 
 def unpack(raw: bytes) -> list[Envelope]:
     """The inputs of one cases-topic message: a batch from :func:`pack` or one :meth:`Envelope.to_bytes`."""
     if raw.startswith(b'{"batch":'):
-        return [_from_wire(item) for item in _wire_batch(raw).batch]
+        try:
+            items = _typed_batch(raw).batch
+        except msgspec.DecodeError:  # an input that fits no kind: read one by one, for the error naming it
+            return [_from_wire(item) for item in _wire_batch(raw).batch]
+        return [Envelope(_KIND_OF[type(item)], item.district, item.stream, item.offset, item.payload)
+                for item in items]
     return [_from_wire(_read_wire(raw))]
 
 
@@ -129,20 +155,17 @@ def admit(role: str, raw: Optional[bytes], topic: str, partition: int, offset: i
     Nothing a message holds can make this raise: any failure while reading it becomes the reason of
     its dead letter (the exception's class and text when it is not a contract refusal).
     """
-    def reject(reason: str) -> DeadLetter:
-        return dead_letter(topic, partition, offset, reason, raw, utc_now())
-
     if raw is None:
-        return reject("empty message (no value)")
+        return dead_letter(topic, partition, offset, "empty message (no value)", raw, utc_now())
     try:
         record = decode(ROLES[role], raw)
         district = _district(role, record, city_map)
     except ContractError as exc:
-        return reject(str(exc))
+        return dead_letter(topic, partition, offset, str(exc), raw, utc_now())
     except Exception as exc:  # noqa: BLE001  (a bug met by one message must not stop intake)
-        return reject(failure_reason(exc))
+        return dead_letter(topic, partition, offset, failure_reason(exc), raw, utc_now())
     if district[0] == "!":
-        return reject(district[1:])
+        return dead_letter(topic, partition, offset, district[1:], raw, utc_now())
     return Envelope(role, district, f"{topic}:{partition}", offset, record)
 
 

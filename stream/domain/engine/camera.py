@@ -31,6 +31,6 @@ class CameraRules(Timers):
                 zone_id = name.split("/", 1)[1]
                 case.presence = observe_camera(case.presence, name, f"{case.incident['scenario']}/{zone_id}" in active,
                                                now)
-            self._judge(case, now, env.source, out, timers=False)
+            self._judge(case, now, env, out, timers=False)
             self.save(case, out)
 

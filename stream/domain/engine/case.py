@@ -15,7 +15,7 @@ from contract import Detection, Incident
 from stream.domain.casefile import CaseFile
 from stream.domain.intake import Fields
 from stream.domain.verify import Presence
-from stream.domain.engine.timeutil import to_iso
+from stream.domain.engine.timeutil import CANONICAL_LENGTH, to_epoch, to_iso
 
 INCIDENT_DEFAULTS = {name: Incident.defaults().get(name) for name in Incident.field_names()}
 
@@ -37,19 +37,29 @@ class Case:
     task: Optional[dict[str, Any]] = None
     offender_keys: list[str] = field(default_factory=list)
     queued: bool = False
-    # violation id -> [epoch of its newest detection applied, the event id applied at that moment]
-    marks: dict[str, list] = field(default_factory=dict)
+    # violation id -> "<observed_at> <event id>" of its newest detection applied (see :meth:`mark`)
+    marks: dict[str, str] = field(default_factory=dict)
+    # whether the marks are this case's own (made by :meth:`mark`) or still the stored ones, which must not change
+    marks_owned: bool = field(default=False, repr=False, compare=False)
+    id: str = field(init=False, repr=False, compare=False)  # the incident id (read a few times an input)
 
-    @property
-    def id(self) -> str:
-        return self.file.incident_id
+    def __post_init__(self) -> None:
+        self.id = self.file.incident_id
 
     def copy(self) -> "Case":
-        """As independent as ``from_dict(to_dict())``: file and presence are immutable, lists are replaced."""
-        return Case(incident=dict(self.incident), file=self.file, presence=self.presence, district=self.district,
-                    filed_at=self.filed_at, deadline=self.deadline, best_confidence=self.best_confidence,
-                    attempt=self.attempt, accept_by=self.accept_by, resolved_at=self.resolved_at, task=self.task,
-                    offender_keys=self.offender_keys, queued=self.queued, marks=self.marks)
+        """As independent as ``from_dict(to_dict())``: file and presence are immutable, lists are replaced;
+        the marks alone are shared (see :meth:`mark`)."""
+        twin = Case.__new__(Case)  # the fields as they are, without the dataclass __init__ (the hot path)
+        twin.__dict__ = self.__dict__.copy()
+        twin.incident = dict(self.incident)
+        return twin
+
+    def reloaded(self) -> "Case":
+        """A copy of this case as written to the store, as :meth:`from_dict` would read it back: its marks
+        are the stored ones again (file, presence and marks are shared, and the stored ones never change)."""
+        twin = self.copy()
+        twin.marks_owned = False
+        return twin
 
     def to_dict(self) -> dict[str, Any]:
         return {"incident": self.incident, "file": self.file.to_dict(), "presence": self.presence.to_dict(),
@@ -58,15 +68,35 @@ class Case:
                 "resolved_at": self.resolved_at, "task": self.task, "offender_keys": self.offender_keys,
                 "queued": self.queued, "marks": self.marks}
 
-    def is_resend(self, d: Detection, at: float) -> bool:
-        """Whether ``d`` (observed at ``at``) is not newer than what this case applied of its violation:
-        the same event sent again, or an older one arriving late.  Either changes no count."""
+    def is_resend(self, d: Detection, at: float, seen: str) -> bool:
+        """Whether ``d`` (observed at epoch ``at``, ``seen`` as :func:`.timeutil.iso_of` writes it) is not
+        newer than what this case applied of its violation: the same event sent again, or an older one
+        arriving late.  Either changes no count."""
         mark = self.marks.get(d.violation_id)
-        return mark is not None and (at < mark[0] or (at == mark[0] and d.event_id == mark[1]))
+        if mark is None:
+            return False
+        if seen is d.observed_at and mark[0] != "~":  # both canonical: their texts order as their moments
+            marked_at = mark[:CANONICAL_LENGTH]
+            return seen < marked_at or (seen == marked_at and mark[CANONICAL_LENGTH + 1:] == d.event_id)
+        marked_text, _, marked_event = mark.removeprefix("~").partition(" ")
+        marked = to_epoch(marked_text)
+        return at < marked or (at == marked and d.event_id == marked_event)
 
-    def mark(self, d: Detection, at: float) -> None:
-        # replaced, never changed in place: copies of the case share it
-        self.marks = {**self.marks, d.violation_id: [at, d.event_id]}
+    def mark(self, d: Detection, seen: str) -> None:
+        """Remember ``d`` as its violation's newest detection applied: ``"<observed_at> <event id>"``, the
+        time in canonical text (``seen``), or as sent after a ``~`` when it is not canonical (its microseconds
+        count).  One string the changelog writes in less than half the time of a ``[time, event id]`` list,
+        and a case's marks are written again by every unit that touches it.
+
+        The stored marks are copied once per load, not once per detection (a case holds hundreds): after
+        that the case changes its own in place.  A copy of it (:meth:`copy`, the engine's next load in
+        the same unit) shares them, which is safe because the engine saves every case it marks, or
+        aborts the unit: the version shared with is never used again.
+        """
+        if not self.marks_owned:
+            self.marks, self.marks_owned = dict(self.marks), True
+        text = seen if seen is d.observed_at else "~" + d.observed_at  # iso_of hands back canonical text as is
+        self.marks[d.violation_id] = f"{text} {d.event_id}"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Case":

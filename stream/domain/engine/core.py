@@ -20,6 +20,9 @@ from stream.domain.intake import Envelope
 from stream.state.tables import Tables
 
 
+WRITTEN_KEPT = 4096  # cases whose last written form the engine keeps decoded (a unit touches tens)
+
+
 class InputFailed(Exception):
     """Applying input ``index`` of a unit raised ``cause``."""
 
@@ -45,6 +48,9 @@ class EngineCore:
         # cases saved in the current unit, written to ``cases`` once at its end: a batch repeating one
         # incident converts it from and to its stored form once, not per input
         self._saved: dict[str, Case] = {}
+        # the cases written last, each with the dict written: a later unit that reads that very dict
+        # back copies the case instead of converting the dict again (see :meth:`load`)
+        self._written: dict[str, tuple[dict[str, Any], Case]] = {}
 
     # ------------------------------------------------------------------ entry point
     def position(self, partition: int) -> Optional[int]:
@@ -142,7 +148,12 @@ class EngineCore:
 
     def _write_saved(self) -> None:
         for incident_id, case in self._saved.items():
-            self.tables.cases[incident_id] = case.to_dict()
+            data = case.to_dict()
+            self.tables.cases[incident_id] = data
+            self._written.pop(incident_id, None)  # to the end: the oldest go first
+            self._written[incident_id] = (data, case)
+        while len(self._written) > WRITTEN_KEPT:
+            del self._written[next(iter(self._written))]
         self._saved.clear()
 
     def _apply(self, env: Envelope, out: Outputs, marker_of: Callable[[str], Any],
@@ -188,7 +199,12 @@ class EngineCore:
         if saved is not None:
             return saved.copy()
         data = self.tables.cases.get(incident_id)
-        return Case.from_dict(data) if data else None
+        if not data:
+            return None
+        written = self._written.get(incident_id)
+        if written is not None and written[0] is data:  # the store holds what this engine wrote: no conversion
+            return written[1].reloaded()
+        return Case.from_dict(data)
 
     def save(self, case: Case, out: Outputs) -> None:
         """Keep ``case`` as the unit's latest version; the caller must not change it afterwards

@@ -33,16 +33,23 @@ def merged_evidence(held: list[dict], new: list[dict], better: bool) -> list[dic
 def _kinds_held(held: list[dict], new: list) -> bool:
     """Whether the case already holds a picture of every kind ``new`` brings (then nothing changes unless
     the new sighting is better)."""
-    kinds = {e["kind"] for e in held}
-    return all(e.kind in kinds for e in new)
+    for evidence in new:  # loops, not sets or generators: both lists hold a picture or two
+        kind = evidence.kind
+        for e in held:
+            if e["kind"] == kind:
+                break
+        else:
+            return False
+    return True
 
 
 class DetectionRules(Timers):
     def _on_detection(self, env: Envelope, d: Detection, out: Outputs) -> None:
-        now, first = epoch_of_new(d.observed_at), to_epoch(d.first_seen)
+        now = epoch_of_new(d.observed_at)
+        seen = iso_of(d.observed_at, now)
         known_id = self.tables.violation_cases.get(d.violation_id)
         case = self.load(known_id)
-        if case is not None and case.is_resend(d, now):
+        if case is not None and case.is_resend(d, now, seen):
             out.resent += 1
             return
         if case is not None and case.file.state == CLOSED:
@@ -55,23 +62,24 @@ class DetectionRules(Timers):
             if d.kind == "end":
                 _count_dropped(out, "no_case")  # the end of a violation no open case holds: nothing to do
                 return
+            first = to_epoch(d.first_seen)
             match = match_detection(d.scenario, d.camera_id, d.zone_id, first, now, self.map, self._site_case,
                                     self.settings.dedup_window_s)
             case = self.load(match.incident_id) or self._case_of_plate(d, first)
             recurrence_of = match.recurrence_of
         if case is None:
-            case = self._new_case(env, d, now, recurrence_of, out)
+            case = self._new_case(env, d, now, seen, recurrence_of, out)
         else:
-            self._merge(case, d, now, known=known_id == case.id)
-            self._judge(case, now, env.source, out, timers=False)
+            self._merge(case, d, now, seen, known=known_id == case.id)
+            self._judge(case, now, env, out, timers=False)
+        case.mark(d, seen)
         self.save(case, out)
 
-    def _merge(self, case: Case, d: Detection, now: float, known: bool = False) -> None:
-        """Add a detection to the case; ``known``: its violation id already belongs to this case."""
+    def _merge(self, case: Case, d: Detection, now: float, seen: str, known: bool = False) -> None:
+        """Add a detection (observed at ``now``, ``seen`` in canonical text) to the case; ``known``: its
+        violation id already belongs to this case."""
         inc = case.incident
         inc["detections"] = inc.get("detections", 0) + 1
-        case.mark(d, now)
-        seen = iso_of(d.observed_at, now)
         inc["last_seen"] = later_iso(seen, inc["last_seen"])
         inc["updated_at"] = later_iso(seen, inc["updated_at"])
         if d.camera_id not in inc["cameras"]:
@@ -92,7 +100,7 @@ class DetectionRules(Timers):
             if self.tables.site_cases.get(key) != case.id and case.file.is_open:
                 self.tables.site_cases[key] = case.id
 
-    def _new_case(self, env: Envelope, d: Detection, now: float, recurrence_of: Optional[str],
+    def _new_case(self, env: Envelope, d: Detection, now: float, seen: str, recurrence_of: Optional[str],
                   out: Outputs) -> Case:
         camera = self.city.camera(d.camera_id)
         scenario = self.city.scenario(d.scenario)
@@ -113,7 +121,7 @@ class DetectionRules(Timers):
         case = Case(incident=incident.asdict_deep(), file=CaseFile(incident_id=incident_id), presence=Presence(),
                     district=env.district, filed_at=now, deadline=deadline_of(now, scenario),
                     offender_keys=keys)
-        self._merge(case, d, now)
+        self._merge(case, d, now, seen)
         self.tables.site_cases[site_key(d.scenario, d.camera_id, d.zone_id)] = incident_id
         reason = "recurrence (回潮) of " + recurrence_of if recurrence_of else "new violation"
         if prior == 0:

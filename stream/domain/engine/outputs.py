@@ -33,7 +33,9 @@ class Outputs:
     def snapshot(self, case: "Case") -> None:
         """Publish ``case`` as it is now (it must not change afterwards: the engine saves, then copies)."""
         pending = self._latest.get(case.id)
-        if pending is not None and pending[1] != self.inputs and _shown_state(pending[0]) != _shown_state(case):
+        # the case file is replaced at every step: the same file shows the same state
+        if (pending is not None and pending[1] != self.inputs and pending[0].file is not case.file
+                and _shown_state(pending[0]) != _shown_state(case)):
             self.earlier.append(snapshot_of(pending[0]))
         self._latest[case.id] = (case, self.inputs)
 

@@ -107,6 +107,7 @@ class CaseSteps(EngineCore):
             if self.tables.site_cases.get(site_key(scenario, camera_id, zone_id)) == incident_id:
                 self.tables.site_cases.pop(site_key(scenario, camera_id, zone_id))
         self._saved.pop(incident_id, None)
+        self._written.pop(incident_id, None)
         self.tables.cases.pop(incident_id)
 
     def _count(self, case: Case, now: float, counter: str, amount: float = 1) -> None:

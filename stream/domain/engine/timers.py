@@ -1,6 +1,8 @@
 """Ticks and verification: the camera's observations and the clock move open cases on."""
 from __future__ import annotations
 
+from typing import Union
+
 from stream.domain.casefile import CLOSED, DISPATCHED, ESCALATED, REOPENED, SELF_CORRECTED, VERIFIED
 from stream.domain.engine.case import Case
 from stream.domain.engine.dispatching import Dispatching
@@ -28,12 +30,20 @@ class Timers(Dispatching):
                 self.save(case, out)
         self._prune(env.district, now)
 
-    def _judge(self, case: Case, now: float, source: str, out: Outputs, timers: bool) -> None:
-        """Let the camera's observations and (on ticks) the clock move the case on."""
+    def _judge(self, case: Case, now: float, source: Union[str, Envelope], out: Outputs, timers: bool) -> None:
+        """Let the camera's observations and (on ticks) the clock move the case on.
+
+        ``source``: where the input came from, or its envelope, whose source is worked out only if the
+        case moves (the input of nearly every call is a detection that moves nothing).
+        """
         if not case.file.is_open:
             return
         working = case.file.working_state
         decision = verdict(case.presence, working, case.resolved_at, now, self.settings.verify_grace_s)
+        if decision is None and not timers:
+            return
+        if not isinstance(source, str):
+            source = source.source
         if decision == REOPEN:
             seen = to_iso(case.presence.last_present_at)
             if self._step(case, REOPENED, "verify", CAMERA, now, source, out,

