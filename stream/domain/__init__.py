@@ -1,5 +1,5 @@
 """The stream worker's pure domain: the case rules, no Kafka, no Faust, no clock (time comes with each input).
 
 intake (validate and route) → engine (dedup, dispatch, disposal, verification, statistics), over the
-rules in casefile, dedup, dispatch, verify, offences and stats.
+rules in casefile, dedup, dispatch, verify and offences.
 """

@@ -6,7 +6,7 @@
 * ``cases``: the case engine (:mod:`stream.domain.engine`) over the cases topic — dedup, dispatch,
   disposal, camera verification, first offences and statistics — publishing incidents, tasks,
   case events and alerts.  Its state is one changelog-backed table, ``case_state``, holding named
-  views (``cases``, ``open_cases``, ``site_cases``, ``daily_stats``...), so that the writes of one
+  views (``cases``, ``open_cases``, ``site_cases``, ``camera_states``...), so that the writes of one
   cases-topic message reach the changelog together and in order (:mod:`stream.state.journal`);
 * ``clock`` (timer, leader only): a tick per district every ``stream.tick_s`` from the injected clock;
 * ``lag`` (timer): consumer lag into the metrics.

@@ -94,7 +94,7 @@ class Journal:
 
 
 class View:
-    """One named mapping inside the journal (``cases``, ``daily_stats``...): a small dict interface."""
+    """One named mapping inside the journal (``cases``, ``open_cases``...): a small dict interface."""
 
     def __init__(self, journal: Journal, name: str):
         self.journal, self.name = journal, name

@@ -28,7 +28,6 @@ class Tables:
     grid_last_assigned: View  # grid id -> officer who got the last task (round robin)
     grid_queues: View  # grid id -> ids of cases waiting for an officer
     offence_history: View  # site:/plate:/shop: key -> [[epoch, incident id]]
-    daily_stats: View  # day|scenario|grid|officer|camera -> counters
     camera_states: View  # camera id -> online | offline
     retired_cases: View  # district|hour (UTC, 2026-11-21T08) -> ids of cases closed or rejected then
     retired_hours: View  # district -> the hours of retired_cases, oldest first

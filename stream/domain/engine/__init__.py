@@ -1,4 +1,4 @@
-"""Stage two, pure: the case engine of one district — dedup, dispatch, disposal, verification, stats.
+"""Stage two, pure: the case engine of one district — dedup, dispatch, disposal, verification.
 
 The engine reads and writes plain JSON values in named tables (Faust tables in the worker, dicts in
 unit tests) and returns what to publish.  It is deterministic: its clock is the time carried by each

@@ -44,7 +44,6 @@ class EngineCore:
         self.city, self.tables = city, tables
         self.map = city_map or CityMap.build(city)
         self.settings = city.stream
-        self.timezone = city.system.city.timezone
         # cases saved in the current unit, written to ``cases`` once at its end: a batch repeating one
         # incident converts it from and to its stored form once, not per input
         self._saved: dict[str, Case] = {}
