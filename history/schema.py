@@ -195,3 +195,39 @@ config_changes = Table(
     Column("after", JSON, nullable=False),
     Index("ix_config_changes_target", "target", "at"),
 )
+
+# labelled crops of camera spots (history.spot_labels): a case's decision, the zone's box cut from its evidence
+spot_labels = Table(
+    "spot_labels", METADATA,
+    Column("event_id", ID, primary_key=True),  # the case event that decided it
+    Column("label", String(8), primary_key=True),  # present | absent
+    Column("at", DateTime, nullable=False),  # when it was decided
+    Column("labelled_by", ID, nullable=False),
+    Column("action", ID, nullable=False),  # confirm | dismiss | reject | verify
+    Column("incident_id", ID, nullable=False),
+    Column("camera_id", ID, nullable=False),
+    Column("zone_id", ID, nullable=False),
+    Column("scenario", ID, nullable=False),
+    Column("crop_sha256", String(64), nullable=False),
+    Column("source_sha256", String(64), nullable=False),  # the evidence picture it was cut from
+    Column("box", JSON, nullable=False),  # the zone's box (normalised) as cut
+    Index("ix_spot_labels_spot", "camera_id", "zone_id", "scenario", "at"),
+)
+
+# every spot head trained from them (nonsite spots train): its hash, what it learnt from, how well it does
+spot_models = Table(
+    "spot_models", METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False),
+    Column("trained_by", ID, nullable=False),
+    Column("camera_id", ID, nullable=False),
+    Column("zone_id", ID, nullable=False),
+    Column("scenario", ID, nullable=False),
+    Column("model_hash", String(64), nullable=False),
+    Column("label_counts", JSON, nullable=False),
+    Column("cv_precision", Float),
+    Column("cv_recall", Float),
+    Column("cv_accuracy", Float),
+    Column("ready", Boolean, nullable=False),
+    Index("ix_spot_models_spot", "camera_id", "zone_id", "scenario", "at"),
+)

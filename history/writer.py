@@ -53,9 +53,11 @@ class HistoryWriter:
     """Writes batches of records; ``sla_minutes(scenario)`` gives the fallback deadline of a case."""
 
     def __init__(self, engine: Engine, timezone: str, feedback_topic: str, consumer: str = "history",
-                 sla_minutes: Callable[[str], Optional[float]] = lambda scenario: None):
+                 sla_minutes: Callable[[str], Optional[float]] = lambda scenario: None,
+                 labeller: Optional[Callable[[Connection, list[CaseEvent]], None]] = None):
+        """``labeller`` sees the case events each batch stored, in its transaction (history.spot_labels)."""
         self.engine, self.timezone, self.feedback_topic = engine, timezone, feedback_topic
-        self.consumer, self.sla_minutes = consumer, sla_minutes
+        self.consumer, self.sla_minutes, self.labeller = consumer, sla_minutes, labeller
         self.statements = _Statements(postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)
 
     def next_offsets(self) -> dict[tuple[str, int], int]:
@@ -76,6 +78,9 @@ class HistoryWriter:
                 changed |= {id(r) for r in getattr(self, f"_{kind}s")(connection, records)}
             touched = {r.incident_id for kind in ("incident", "task", "case_event") for r in by_kind.get(kind, [])}
             self._refresh(connection, touched)
+            stored = [e for e in by_kind.get("case_event", []) if id(e) in changed]
+            if self.labeller is not None and stored:
+                self.labeller(connection, stored)
             self._save_positions(connection, batch)
         return [(KIND_OF[type(i.record)], i.record) for i in batch if i.record is not None and id(i.record) in changed]
 

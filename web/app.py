@@ -23,10 +23,11 @@ from history.queries import CaseStore
 from history.writer import HistoryWriter
 from nonsite.config import City
 from nonsite.evidence import EvidenceStore
-from web.api import access, cases, export, files, holds, officer, open311, reports, session, wall, zones
+from web.api import access, cases, export, files, holds, officer, open311, reports, session, spots, wall, zones
 from web.auth import TokenIssuer
 from web.bus import Bus
 from web.middleware import SECURITY_HEADERS, SecurityMiddleware
+from web.spot_labels import spot_labeller
 from web.throttle import LoginThrottle
 
 log = structlog.get_logger("web.app")
@@ -78,6 +79,7 @@ def create_app(city: City, outcome_wait_s: float = OUTCOME_WAIT_S, start_bus: bo
     app.include_router(open311.router)
     app.include_router(access.router)
     app.include_router(holds.router)
+    app.include_router(spots.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for path, page in PAGES.items():
         app.add_api_route(path, _page(page), methods=["GET"], include_in_schema=False)
@@ -90,8 +92,10 @@ def history_writer(city: City, store: CaseStore) -> HistoryWriter:
     def sla_minutes(scenario_id: str) -> Optional[float]:
         scenario = city.scenario(scenario_id)
         return scenario.sla_minutes if scenario else None
+    labeller = spot_labeller(city, EvidenceStore(city.resolve_path(city.detector.evidence_dir)),
+                             store.engine.dialect.name)  # each decision about a case: a labelled crop of its spot
     return HistoryWriter(store.engine, city.system.city.timezone, city.kafka.topics.feedback, consumer="web",
-                         sla_minutes=sla_minutes)
+                         sla_minutes=sla_minutes, labeller=labeller)
 
 
 def _page(name: str):

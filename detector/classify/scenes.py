@@ -9,7 +9,9 @@ present from the first samples on, and gone once the samples say so.  A frame th
 is the same picture: its sample repeats the last probability instead of embedding it again.
 
 A spot's own head (:mod:`detector.classify.spots`, ``<spots_dir>/<camera>/<zone>/<scenario>.npz``) takes over
-from the generic one when it is ready.
+from the generic one when it is ready.  The file is looked at (its size and modification time) at each of
+the zone's samples, so a head retrained by ``nonsite spots train`` is used from the next sample on, without
+a restart; its hash goes with the events it decides.
 
 Example::
 
@@ -75,6 +77,9 @@ class WatchedZone:
     head: LinearHead
     source: str  # generic or spot
     state: ZoneState
+    generic: Optional[LinearHead] = None  # the scenario's shipped head, used while the spot has no ready head
+    spot: Optional[Path] = None  # where the spot's own head is (or will be)
+    spot_stamp: Optional[tuple[int, int]] = None  # (size, mtime_ns) of the spot file as last loaded
     track: Optional[Track] = None  # the present episode's object
     probability: Optional[float] = None
     sampled_at: Optional[float] = None
@@ -82,6 +87,35 @@ class WatchedZone:
     @property
     def box(self) -> tuple[float, float, float, float]:
         return zone_box(self.zone.polygon)
+
+    def reload(self) -> bool:
+        """Take the spot's head when its file is new or changed and ready (back to the generic head when it is
+        gone or not ready); True when the head changed.  A file that cannot be read keeps the current head."""
+        spot = self.spot
+        try:
+            info = spot.stat() if spot is not None else None
+        except OSError:
+            info = None
+        stamp = (info.st_size, info.st_mtime_ns) if info is not None else None
+        if stamp == self.spot_stamp:
+            return False
+        head, source = self.generic, "generic"
+        if stamp is not None and spot is not None:
+            try:
+                own = load_spot(spot, self.scenario.id)
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("spot head unreadable; the current head stays", spot=str(spot), error=str(exc))
+                return False
+            if own.about.get("ready"):
+                head, source = own, "spot"
+        self.spot_stamp = stamp
+        changed = head is not None and (self.head is None or head.model_hash != self.head.model_hash)
+        if head is not None:
+            if changed:
+                log.info("scene head in use", zone=self.zone.id, scenario=self.scenario.id, head=head.model_hash,
+                         source=source, about=dict(head.about))
+            self.head, self.source = head, source
+        return changed
 
 
 @dataclass
@@ -112,17 +146,16 @@ class SceneWatcher:
             if scenario.scene is None or not scenario.scene.enabled:
                 continue
             for zone in (z for z in zones if z.kind in scenario.zone_kinds):
-                head, source = heads.get(scenario.id), "generic"
+                generic = heads.get(scenario.id)
                 spot = spot_file(spots_dir, camera_id, zone.id, scenario.id) if spots_dir else None
-                if spot is not None and spot.is_file():
-                    own = load_spot(spot, scenario.id)
-                    if own.about.get("ready"):
-                        head, source = own, "spot"
-                if head is None:
+                zone_watch = WatchedZone(zone, scenario, generic, "generic", ZoneState(settings.consecutive),
+                                         generic, spot)  # type: ignore[arg-type]  (a head is checked below)
+                zone_watch.reload()
+                if zone_watch.head is None:
                     log.warning("no scene head for this scenario; its zones are not classified",
                                 scenario=scenario.id, camera=camera_id, zone=zone.id)
                     continue
-                watched.append(WatchedZone(zone, scenario, head, source, ZoneState(settings.consecutive)))
+                watched.append(zone_watch)
         if not watched:
             return None
         return cls(camera_id, embedder, watched, settings.interval_s, ids or itertools.count(1_000_000))
@@ -143,6 +176,8 @@ class SceneWatcher:
         for watched in self.watched:
             if watched.sampled_at is not None and now - watched.sampled_at < self.interval_s:
                 continue
+            if watched.reload():
+                watched.probability = None  # a new head: embed the picture again
             if changed or watched.probability is None:
                 features = embedded.get(watched.zone.id)
                 if features is None:

@@ -18,6 +18,7 @@ Example (features stand in for embedded crops)::
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -127,9 +128,12 @@ def spot_file(spots_dir: Path, camera_id: str, zone_id: str, scenario: str) -> P
 
 
 def save_spot(path: Path, head: LinearHead) -> None:
+    """Write the head atomically: a detector reading the file sees the old head or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as file:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("wb") as file:
         np.savez_compressed(file, **head.arrays())
+    os.replace(temporary, path)
 
 
 def load_spot(path: Path, scenario: str) -> LinearHead:

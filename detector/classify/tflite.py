@@ -16,13 +16,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
 
-Box = tuple[float, float, float, float]  # normalised x1, y1, x2, y2
-Pixels = tuple[int, int, int, int]
+from nonsite.crops import Box, Pixels, box_pixels, cut, zone_box  # noqa: F401  (one cut for detector and web)
 
 
 def file_sha256(path: Path) -> str:
@@ -40,25 +38,6 @@ def square_around(box: Box, shape: tuple[int, int], margin: float = 0.15) -> Pix
     left = int(round(min(max(cx - side / 2, 0.0), max(width - side, 0.0))))
     top = int(round(min(max(cy - side / 2, 0.0), max(height - side, 0.0))))
     return left, top, min(width, left + int(round(side))), min(height, top + int(round(side)))
-
-
-def box_pixels(box: Box, shape: tuple[int, int]) -> Pixels:
-    """``box`` in pixels, at least one pixel wide and high."""
-    height, width = shape
-    x1, y1 = int(box[0] * width), int(box[1] * height)
-    x2, y2 = max(x1 + 1, int(round(box[2] * width))), max(y1 + 1, int(round(box[3] * height)))
-    return x1, y1, min(x2, width), min(y2, height)
-
-
-def zone_box(polygon: Sequence[tuple[float, float]]) -> Box:
-    """The polygon's bounding box (normalised)."""
-    xs, ys = [p[0] for p in polygon], [p[1] for p in polygon]
-    return (min(xs), min(ys), max(xs), max(ys))
-
-
-def cut(image: np.ndarray, pixels: Pixels) -> np.ndarray:
-    x1, y1, x2, y2 = pixels
-    return image[y1:y2, x1:x2]
 
 
 @dataclass

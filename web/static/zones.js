@@ -200,7 +200,29 @@ async function loadCamera(cameraId) {
   render();
   history.replaceState(null, "", "/zones?camera=" + encodeURIComponent(cameraId));
   loadChanges(cameraId);
+  loadSpots(cameraId);
 }
+// ------------------------------------------------------------------ the camera's spot classifiers (learning loop)
+function spotText(s) {
+  const m = s.models[0], fig = v => v === null || v === undefined ? "-" : v.toFixed(2);
+  const head = m ? ` · 模型 model ${m.model_hash} P ${fig(m.cv_precision)} R ${fig(m.cv_recall)}${m.ready ? "" : " (未启用 not used yet)"}` : " · 未训练 not trained";
+  return `${s.zone_id} · ${s.scenario} · 有 present ${s.labels.present} / 无 absent ${s.labels.absent}${head}`;
+}
+async function loadSpots(cameraId) {
+  const answer = await api(`/api/spots?camera_id=${encodeURIComponent(cameraId)}`);
+  $("spots").innerHTML = (answer.ok ? answer.body : []).map(s => `<li>${esc(spotText(s))}</li>`).join("") ||
+    '<li class="muted">尚无标注 No labelled crops yet</li>';
+}
+$("train-spots").onclick = async () => {
+  const cameraId = $("camera").value, button = $("train-spots");
+  button.disabled = true;
+  say("", "训练中… Training…");
+  const answer = await postJSON("/api/spots/train", {camera_id: cameraId});
+  button.disabled = false;
+  if (!answer.ok) return say("refused", "✘ " + (answer.body.error || "HTTP " + answer.status));
+  say("applied", "✔ " + answer.body.lines.join(" · "));
+  loadSpots(cameraId);
+};
 $("save").onclick = async () => {
   if (drawing) return say("refused", "✘ 请先完成多边形 Finish the polygon first");
   const cameraId = $("camera").value;
