@@ -173,6 +173,7 @@ def test_rejected_alarms_teach_the_spot_and_a_true_violation_still_alarms(tmp_pa
                          timeout=600, env={**os.environ})
     assert run.returncode == 0, run.stderr[-2000:]
     line = run.stdout.strip().splitlines()[-1]
+    print(run.stderr, line)  # the progress and the spot's line, for the record
     assert line.startswith("cam-spot/z-door/material_piling: present 5, absent 10; cross-validated precision ")
     assert "embedding 15 crops" in run.stderr
     [version] = models(spot.store.engine, "cam-spot")
