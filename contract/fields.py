@@ -72,13 +72,13 @@ Longitude = Annotated[float, Meta(ge=-180.0, le=180.0)]
 Priority = Annotated[int, Meta(ge=1, le=9)]
 
 CaseState = Literal["DETECTED", "DISPATCHED", "ACCEPTED", "ARRIVED", "RESOLVED", "VERIFIED", "CLOSED",
-                    "REJECTED", "REOPENED", "SELF_CORRECTED", "ESCALATED"]
+                    "REJECTED", "REOPENED", "SELF_CORRECTED", "ESCALATED", "AWAITING_REVIEW", "DISMISSED"]
 DetectionKind = Literal["start", "update", "end"]
 CameraState = Literal["online", "offline"]
-FeedbackAction = Literal["accept", "arrive", "resolve", "reject", "reassign"]
+FeedbackAction = Literal["accept", "arrive", "resolve", "reject", "reassign", "confirm", "dismiss"]
 TaskStatus = Literal["assigned", "accepted", "superseded", "done"]
 AlertKind = Literal["new_incident", "escalated", "no_officer", "camera_offline", "camera_online", "reopened",
-                    "refused"]
+                    "refused", "awaiting_review"]
 Severity = Literal["info", "warning", "critical"]
 EvidenceKind = Literal["annotated", "clean", "first_seen", "officer_photo", "plate"]
 # the masked copies of an evidence picture (docs/privacy.md): "subject" has bystanders' faces masked (for the

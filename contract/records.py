@@ -209,11 +209,12 @@ class Task(Record):
 
 
 class Feedback(Record):
-    """An officer's (or operator's) action on a case: accept, arrive, resolve, reject, reassign."""
+    """An officer's (or operator's) action on a case: accept, arrive, resolve, reject, reassign; an operator's
+    review of an alarm awaiting it: confirm, dismiss (docs/stream.md)."""
 
     TIMESTAMP_FIELDS = ("at",)
     INPUT = True
-    ACTIONS: ClassVar[tuple[str, ...]] = ("accept", "arrive", "resolve", "reject", "reassign")
+    ACTIONS: ClassVar[tuple[str, ...]] = ("accept", "arrive", "resolve", "reject", "reassign", "confirm", "dismiss")
 
     feedback_id: Id
     incident_id: Id

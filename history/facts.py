@@ -1,10 +1,12 @@
 """What the statistics count about one case, derived from its snapshot, its tasks and its audit log.
 
-The one definition (docs/reports.md): a case is counted on the local day it was filed (``first_seen``);
-it is a false alarm when it ended ``REJECTED``; it is closed when an applied step took it to
-``CLOSED``/``VERIFIED``/``SELF_CORRECTED`` (the time of the last such step); on time when closed by its
-deadline (the case's, else its first task's, else filing + the scenario's SLA); reworked when it was
-reopened at least once; its time to close runs from filing to closing.
+The one definition (docs/history.md): a case is counted on the local day it was filed (立案): when first seen,
+or for an alarm an operator reviewed, when she confirmed it (an alarm awaiting review or dismissed is no
+case: :data:`UNFILED_STATES`, counted apart by :mod:`history.statistics`); it is a false alarm when it ended
+``REJECTED``; it is closed when an applied step took it to ``CLOSED``/``VERIFIED``/``SELF_CORRECTED`` (the
+time of the last such step); on time when closed by its deadline (the case's, else its first task's, else
+filing + the scenario's SLA); reworked when it was reopened at least once; its time to close runs from
+filing to closing.
 
 Example::
 
@@ -27,7 +29,9 @@ from contract import Incident, parse_iso
 from nonsite.privacy import plate_key
 
 CLOSED_STATES = frozenset({"CLOSED", "VERIFIED", "SELF_CORRECTED"})
-TERMINAL_STATES = CLOSED_STATES | {"REJECTED"}
+TERMINAL_STATES = CLOSED_STATES | {"REJECTED", "DISMISSED"}
+# alarms of a scenario under operator review that were never filed: awaiting review (待审核), or dismissed
+UNFILED_STATES = frozenset({"AWAITING_REVIEW", "DISMISSED"})
 # steps the system of record writes itself (history.custody): they keep the case's state (from = to) and are
 # never a closing, a reopening or an escalation, so the counted facts leave them out
 RECORD_KEEPING_ACTIONS = frozenset({"legal_hold", "legal_hold_released", "evidence_purged"})
@@ -77,8 +81,7 @@ def derive(incident: Incident, dispatches: Iterable[Dispatch], steps: Iterable[S
     """The counted columns of ``cases`` for one case."""
     dispatches = sorted(dispatches, key=lambda d: d.assigned_at)
     steps = sorted(steps, key=lambda e: (e.seq, e.at))
-    filed_at = naive_utc(incident.first_seen)
-    assert filed_at is not None
+    filed_at = _filed_at(incident, steps)
     state = incident.state.upper()
     deadline = naive_utc(incident.deadline) or (dispatches[0].deadline if dispatches else None)
     if deadline is None and sla_minutes is not None:
@@ -95,6 +98,17 @@ def derive(incident: Incident, dispatches: Iterable[Dispatch], steps: Iterable[S
         "escalated": state == "ESCALATED" or any(e.applied and e.to_state == "ESCALATED" for e in steps),
         "officer_id": incident.officer_id or (dispatches[-1].officer_id if dispatches else None),
     }
+
+
+def _filed_at(incident: Incident, steps: list[Step]) -> datetime:
+    """When the case was filed: first seen, or when an operator confirmed the alarm that awaited her review."""
+    first_seen = naive_utc(incident.first_seen)
+    assert first_seen is not None
+    if any(e.applied and e.to_state == "AWAITING_REVIEW" for e in steps):
+        confirmed = [e.at for e in steps if e.applied and e.to_state == "DETECTED"]
+        if confirmed:
+            return max(first_seen, confirmed[0])
+    return first_seen
 
 
 def _closed_at(incident: Incident, steps: list[Step]) -> Optional[datetime]:

@@ -1,11 +1,12 @@
 """The closure figures, counted in the database: 结案率, 按期结案率, 返工率, false-alarm rate, time to close.
 
-The one statistics path: the web reports and ``nonsite report`` both call these functions on the
-same table (``cases``, whose counted facts :mod:`history.facts` derives).  Definitions, written once
-in docs/reports.md: a case counts in the period of its filing day (local time); due = filed − false
-alarms; closure rate = closed / due; on-time rate = closed by the deadline / due; rework rate =
-reopened at least once / due; false-alarm rate = false alarms / filed; mean time to close = minutes
-from filing to closing, averaged over the closed cases (:mod:`nonsite.statistics`).
+The one statistics path: the web reports and ``nonsite report`` both call these functions on the same table
+(``cases``, whose counted facts :mod:`history.facts` derives). Definitions, written once in docs/history.md:
+a case counts in the period of its filing day (local time); an alarm awaiting review or dismissed in review
+is no filed case, counted apart (``awaiting_review``, ``dismissed_in_review``) on the day it was seen; due =
+filed − false alarms; closure rate = closed / due; on-time rate = closed by the deadline / due; rework rate
+= reopened at least once / due; false-alarm rate = false alarms / filed; mean time to close = minutes from
+filing to closing, averaged over the closed cases (:mod:`nonsite.statistics`).
 
 Example::
 
@@ -24,7 +25,7 @@ from typing import Any, Literal, Optional
 from sqlalchemy import Engine, and_, case, func, literal, not_, or_, select
 
 from history import schema
-from history.facts import as_utc
+from history.facts import UNFILED_STATES, as_utc
 from nonsite.statistics import mean_minutes, ratio
 
 GroupBy = Literal["scenario", "grid", "officer", "camera"]
@@ -52,6 +53,8 @@ class Figures:
     on_time: int = 0
     reworked: int = 0
     minutes_total: float = 0.0
+    dismissed_in_review: int = 0  # alarms an operator dismissed before dispatch: false alarms that never became cases
+    awaiting_review: int = 0  # alarms no operator has decided yet
 
     @property
     def due(self) -> int:
@@ -78,7 +81,8 @@ class Figures:
         return mean_minutes(self.minutes_total, self.closed)
 
     def plus(self, other: "Figures") -> None:
-        for name in ("filed", "false_alarms", "closed", "on_time", "reworked", "minutes_total"):
+        for name in ("filed", "false_alarms", "closed", "on_time", "reworked", "minutes_total", "dismissed_in_review",
+                     "awaiting_review"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def as_dict(self) -> dict:
@@ -86,7 +90,8 @@ class Figures:
                 "closed": self.closed, "on_time": self.on_time, "reworked": self.reworked,
                 "false_alarms": self.false_alarms, "closure_rate": self.closure_rate,
                 "on_time_rate": self.on_time_rate, "rework_rate": self.rework_rate,
-                "false_alarm_rate": self.false_alarm_rate, "mean_minutes_to_close": self.mean_minutes_to_close}
+                "false_alarm_rate": self.false_alarm_rate, "mean_minutes_to_close": self.mean_minutes_to_close,
+                "dismissed_in_review": self.dismissed_in_review, "awaiting_review": self.awaiting_review}
 
 
 def _counted() -> list[Any]:
@@ -96,12 +101,15 @@ def _counted() -> list[Any]:
 
     def total(condition: Any) -> Any:
         return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-    return [func.count().label("filed"), total(cases.rejected).label("false_alarms"),
+    return [total(cases.state.not_in(sorted(UNFILED_STATES))).label("filed"),
+            total(cases.rejected).label("false_alarms"),
             total(counted).label("closed"),
             total(and_(counted, or_(cases.deadline_at.is_(None), cases.closed_at <= cases.deadline_at)))
             .label("on_time"),
             total(and_(not_(cases.rejected), cases.reworked)).label("reworked"),
-            func.coalesce(func.sum(case((counted, cases.minutes_to_close), else_=0.0)), 0.0).label("minutes")]
+            func.coalesce(func.sum(case((counted, cases.minutes_to_close), else_=0.0)), 0.0).label("minutes"),
+            total(cases.state == "DISMISSED").label("dismissed"),
+            total(cases.state == "AWAITING_REVIEW").label("awaiting")]
 
 
 def _group_column(by: str) -> Any:
@@ -119,7 +127,7 @@ def _in(period: Period) -> Any:
 
 def _figures(group: str, label: str, row: Any) -> Figures:
     return Figures(group, label, int(row.filed), int(row.false_alarms), int(row.closed), int(row.on_time),
-                   int(row.reworked), round(float(row.minutes), 2))
+                   int(row.reworked), round(float(row.minutes), 2), int(row.dismissed), int(row.awaiting))
 
 
 def summarise(engine: Engine, period: Period, by: str, names: Optional[dict[str, str]] = None
@@ -146,7 +154,7 @@ def daily(engine: Engine, period: Period) -> list[dict]:
         found = {row.filed_day: _figures(row.filed_day, row.filed_day, row) for row in connection.execute(query)}
     days = [found.get(d.isoformat(), Figures(d.isoformat(), d.isoformat())) for d in period.days()]
     return [{"day": f.group, "filed": f.filed, "due": f.due, "closed": f.closed, "on_time": f.on_time,
-             "closure_rate": f.closure_rate} for f in days]
+             "closure_rate": f.closure_rate, "dismissed_in_review": f.dismissed_in_review} for f in days]
 
 
 @dataclass

@@ -38,7 +38,7 @@ def serve(args: argparse.Namespace, city: Optional[City]) -> int:
 
 
 COLUMNS = ("filed", "due", "closed", "on_time", "reworked", "false_alarms", "closure_rate", "on_time_rate",
-           "rework_rate", "false_alarm_rate", "mean_minutes_to_close")
+           "rework_rate", "false_alarm_rate", "mean_minutes_to_close", "dismissed_in_review", "awaiting_review")
 RATES = ("closure_rate", "on_time_rate", "rework_rate", "false_alarm_rate")
 
 

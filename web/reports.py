@@ -65,7 +65,8 @@ def ranking(rows: list[Figures], min_sample: int) -> Ranking:
 
 
 CSV_COLUMNS = ("group", "label", "filed", "due", "closed", "on_time", "reworked", "false_alarms", "closure_rate",
-               "on_time_rate", "rework_rate", "false_alarm_rate", "mean_minutes_to_close")
+               "on_time_rate", "rework_rate", "false_alarm_rate", "mean_minutes_to_close", "dismissed_in_review",
+               "awaiting_review")
 
 
 def to_csv(rows: list[Figures], total: Figures) -> str:

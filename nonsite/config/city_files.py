@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, model_validator
 
-from nonsite.config.common import DAYS, FieldError, Identifier, RuleKind, Strict, ZoneKind, no_duplicates
+from nonsite.config.common import (DAYS, REVIEWED_ZONE_KINDS, FieldError, Identifier, ReviewMode, RuleKind, Strict,
+                                   ZoneKind, no_duplicates)
 
 
 # ---------------------------------------------------------------- cameras
@@ -145,6 +146,19 @@ class Scenario(Strict):
     enabled: bool = True
     second_look: Optional[SecondLookRule] = None
     scene: Optional[SceneRule] = None
+    # operator: an alarm waits on the wall (待审核) until an operator confirms or dismisses it; None: the default
+    review: Optional[ReviewMode] = None
+
+    @property
+    def review_mode(self) -> ReviewMode:
+        """``review``, else operator for the scenarios of scene-classifier zones, auto for the others.
+
+        >>> Scenario(id="x", label_zh="x", label_en="x", classes=["pile"], zone_kinds=["no_piling"]).review_mode
+        'operator'
+        """
+        if self.review is not None:
+            return self.review
+        return "operator" if REVIEWED_ZONE_KINDS & set(self.zone_kinds) else "auto"
 
     @model_validator(mode="after")
     def _companions_where_needed(self) -> "Scenario":

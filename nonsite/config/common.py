@@ -7,6 +7,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ZONE_KINDS = ("sidewalk", "no_vending", "storefront", "no_piling", "road", "no_drying", "no_ads", "plaza")
 ZoneKind = Literal["sidewalk", "no_vending", "storefront", "no_piling", "road", "no_drying", "no_ads", "plaza"]
+# the zone kinds a scene classifier watches: their scenarios' alarms go to an operator first unless told otherwise
+REVIEWED_ZONE_KINDS = frozenset({"no_piling", "no_drying", "no_ads", "storefront", "no_vending"})
+ReviewMode = Literal["auto", "operator"]
 RuleKind = Literal["dwell", "unaccompanied", "with_person", "static_foreground"]
 Role = Literal["operator", "officer", "supervisor"]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]

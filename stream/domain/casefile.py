@@ -24,14 +24,18 @@ from contract import CaseEvent
 DETECTED, DISPATCHED, ACCEPTED, ARRIVED = "DETECTED", "DISPATCHED", "ACCEPTED", "ARRIVED"
 RESOLVED, VERIFIED, CLOSED = "RESOLVED", "VERIFIED", "CLOSED"
 REJECTED, REOPENED, SELF_CORRECTED, ESCALATED = "REJECTED", "REOPENED", "SELF_CORRECTED", "ESCALATED"
+AWAITING_REVIEW, DISMISSED = "AWAITING_REVIEW", "DISMISSED"  # 待审核, and an alarm an operator dismissed
 STATES = (DETECTED, DISPATCHED, ACCEPTED, ARRIVED, RESOLVED, VERIFIED, CLOSED,
-          REJECTED, REOPENED, SELF_CORRECTED, ESCALATED)
-TERMINAL = frozenset({CLOSED, REJECTED})
+          REJECTED, REOPENED, SELF_CORRECTED, ESCALATED, AWAITING_REVIEW, DISMISSED)
+TERMINAL = frozenset({CLOSED, REJECTED, DISMISSED})
 
 # ESCALATED is entered from any open state and afterwards behaves like the state it interrupted
 # (``resume_state``): escalation alerts supervisors, it does not stop the officer's work.
+# An alarm of a scenario under operator review waits in AWAITING_REVIEW, outside the disposal: confirmed it
+# is filed (DETECTED) and goes on as any case; dismissed it ends, never dispatched.
 TRANSITIONS: dict[Optional[str], frozenset[str]] = {
-    None: frozenset({DETECTED}),
+    None: frozenset({DETECTED, AWAITING_REVIEW}),
+    AWAITING_REVIEW: frozenset({DETECTED, DISMISSED}),
     DETECTED: frozenset({DISPATCHED, REJECTED, SELF_CORRECTED, ESCALATED}),
     DISPATCHED: frozenset({DISPATCHED, ACCEPTED, REJECTED, SELF_CORRECTED, ESCALATED}),
     ACCEPTED: frozenset({ARRIVED, DISPATCHED, REJECTED, SELF_CORRECTED, ESCALATED}),
@@ -42,6 +46,7 @@ TRANSITIONS: dict[Optional[str], frozenset[str]] = {
     SELF_CORRECTED: frozenset({CLOSED}),
     CLOSED: frozenset(),
     REJECTED: frozenset(),
+    DISMISSED: frozenset(),
 }
 
 

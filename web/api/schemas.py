@@ -45,6 +45,14 @@ class ReassignIn(Strict):
     reason: str = Field(default="", max_length=500)
 
 
+class ConfirmIn(Strict):
+    reason: str = Field(default="", max_length=500)
+
+
+class DismissIn(Strict):
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S", description="why it is no violation")
+
+
 # ------------------------------------------------------------------ session
 class Outcome(BaseModel):
     feedback_id: str
@@ -266,6 +274,8 @@ class Figures(Out):
     rework_rate: Optional[float] = None
     false_alarm_rate: Optional[float] = None
     mean_minutes_to_close: Optional[float] = None
+    dismissed_in_review: int = 0
+    awaiting_review: int = 0
 
 
 class Rank(Out):
@@ -301,6 +311,7 @@ class Day(Out):
     closed: int
     on_time: int
     closure_rate: Optional[float] = None
+    dismissed_in_review: int = 0
 
 
 class RepeatOffender(Out):

@@ -1,5 +1,5 @@
 """Operators (and supervisors, read-only): the live alert wall's incidents, cameras, alerts and live events;
-an operator can hand a case to another officer."""
+an operator can hand a case to another officer, and confirm or dismiss an alarm awaiting review (待审核)."""
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from history.queries import hours_ago
 from web.api.deps import OUTCOME_RESPONSES, city_of, known_incident, new_feedback, send_and_wait, store_of
-from web.api.schemas import AlertOut, Camera, IncidentDetail, IncidentView, Outcome, ReassignIn
+from web.api.schemas import AlertOut, Camera, ConfirmIn, DismissIn, IncidentDetail, IncidentView, Outcome, ReassignIn
 from web.auth import Principal
 from web.security import ANY_ROLE, LIVE_ROLES, OPERATOR
 from web.views import ALERTS_SHOWN, alert_view, camera_status_view, camera_view, case_event_view, incident_view, \
@@ -142,3 +142,26 @@ async def reassign(incident_id: str, body: ReassignIn, request: Request,
     feedback = new_feedback(who, incident_id, "reassign", task_id=task.task_id if task else found.task_id,
                             reason=body.reason, target_officer=body.target_officer)
     return await send_and_wait(request, feedback)
+
+
+def _awaiting_review(request: Request, incident_id: str) -> None:
+    """404 for an unknown case, 409 for one no longer awaiting review (the case processor decides the races)."""
+    found = known_incident(request, incident_id)
+    if found.state != "AWAITING_REVIEW":
+        raise HTTPException(409, f"incident_id: case is {found.state}, not awaiting review")
+
+
+@router.post("/incidents/{incident_id}/confirm", response_model=Outcome, responses=OUTCOME_RESPONSES,
+             summary="operator: confirm an alarm awaiting review: it is filed and dispatched (Feedback 'confirm')")
+async def confirm(incident_id: str, body: ConfirmIn, request: Request,
+                  who: Principal = Depends(OPERATOR)) -> JSONResponse:
+    _awaiting_review(request, incident_id)
+    return await send_and_wait(request, new_feedback(who, incident_id, "confirm", reason=body.reason))
+
+
+@router.post("/incidents/{incident_id}/dismiss", response_model=Outcome, responses=OUTCOME_RESPONSES,
+             summary="operator: dismiss an alarm awaiting review, with why: no case, no task (Feedback 'dismiss')")
+async def dismiss(incident_id: str, body: DismissIn, request: Request,
+                  who: Principal = Depends(OPERATOR)) -> JSONResponse:
+    _awaiting_review(request, incident_id)
+    return await send_and_wait(request, new_feedback(who, incident_id, "dismiss", reason=body.reason.strip()))

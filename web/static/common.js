@@ -4,9 +4,10 @@ const STATES = {
   DETECTED: "发现 Detected", DISPATCHED: "已派遣 Dispatched", ACCEPTED: "已接单 Accepted", ARRIVED: "已到场 Arrived",
   RESOLVED: "已处置 Resolved", VERIFIED: "已核查 Verified", CLOSED: "已结案 Closed", REJECTED: "误报 Rejected",
   REOPENED: "返工 Reopened", SELF_CORRECTED: "自行整改 Self-corrected", ESCALATED: "已升级 Escalated",
-  QUEUED: "待派 Queued", WAITING: "待派 Waiting",
+  QUEUED: "待派 Queued", WAITING: "待派 Waiting", AWAITING_REVIEW: "待审核 Awaiting review",
+  DISMISSED: "审核驳回 Dismissed in review",
 };
-const CLOSED = new Set(["CLOSED", "VERIFIED", "SELF_CORRECTED", "REJECTED"]);
+const CLOSED = new Set(["CLOSED", "VERIFIED", "SELF_CORRECTED", "REJECTED", "DISMISSED"]);
 function esc(value) {
   return String(value ?? "").replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 }

@@ -1,9 +1,9 @@
 // The reports page (reports.html); a file of its own so the Content-Security-Policy can forbid inline scripts.
 "use strict";
 const pct = v => v == null ? "-" : (v * 100).toFixed(1) + "%";
-const HEAD = `<tr><th>分组 Group</th><th>立案 Filed</th><th>应结 Due</th><th>结案 Closed</th><th>结案率 Closure</th><th>按期结案率 On-time</th><th>返工率 Rework</th><th>误报率 False alarm</th><th>平均结案时长 Mean min</th></tr>`;
+const HEAD = `<tr><th>分组 Group</th><th>立案 Filed</th><th>应结 Due</th><th>结案 Closed</th><th>结案率 Closure</th><th>按期结案率 On-time</th><th>返工率 Rework</th><th>误报率 False alarm</th><th>平均结案时长 Mean min</th><th>审核驳回 Dismissed in review</th><th>待审核 Awaiting review</th></tr>`;
 function row(r, extra = "") {
-  return `<tr data-group="${esc(r.group)}">${extra}<td>${esc(r.label)}</td><td>${r.filed}</td><td>${r.due}</td><td>${r.closed}</td><td class="closure">${pct(r.closure_rate)}</td><td>${pct(r.on_time_rate)}</td><td>${pct(r.rework_rate)}</td><td>${pct(r.false_alarm_rate)}</td><td>${r.mean_minutes_to_close ?? "-"}</td></tr>`;
+  return `<tr data-group="${esc(r.group)}">${extra}<td>${esc(r.label)}</td><td>${r.filed}</td><td>${r.due}</td><td>${r.closed}</td><td class="closure">${pct(r.closure_rate)}</td><td>${pct(r.on_time_rate)}</td><td>${pct(r.rework_rate)}</td><td>${pct(r.false_alarm_rate)}</td><td>${r.mean_minutes_to_close ?? "-"}</td><td class="dismissed">${r.dismissed_in_review ?? 0}</td><td class="awaiting">${r.awaiting_review ?? 0}</td></tr>`;
 }
 function query() {
   return `from=${from.value}&to=${to.value}`;

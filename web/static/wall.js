@@ -29,13 +29,33 @@ function card(i) {
     ${me && me.role === "operator" && i.open ? `<button class="secondary reassign" data-id="${esc(i.incident_id)}">改派 Reassign</button>` : ""}
     </div></article>`;
 }
+// an alarm of a scenario under operator review (待审核): its evidence and, for operators, Confirm / Dismiss
+function reviewCard(i) {
+  const img = i.snapshot ? `<img loading="lazy" src="${esc(i.snapshot)}" alt="证据 evidence">` : `<div class="noimg">无快照 no snapshot</div>`;
+  const id = esc(i.incident_id);
+  return `<article class="card review${seen.has(i.incident_id) ? "" : " new"}" data-id="${id}" data-state="${esc(i.state)}">
+    ${img}<div class="body">
+    <div class="title">${esc(i.scenario_zh)} <span class="muted">${esc(i.scenario_en)}</span></div>
+    <div>${esc(i.camera_name)}</div><div class="muted">${esc(i.address)} · ${esc(i.grid_name)}</div>
+    <div><span class="badge state">${esc(stateLabel(i.state))}</span></div>
+    <div class="muted">发现 Seen ${esc(localTime(i.first_seen))} · ×${i.detections}</div>
+    ${me && me.role === "operator" ? `<div class="review-actions"><button class="confirm" data-id="${id}">确认立案 Confirm</button><button class="danger dismiss" data-id="${id}">驳回 Dismiss</button></div>` : ""}
+    </div></article>`;
+}
 function render() {
-  const rows = [...incidents.values()].filter(visible).sort((a, b) =>
+  const matching = [...incidents.values()].filter(visible);
+  const review = matching.filter(i => i.state === "AWAITING_REVIEW").sort((a, b) => (a.first_seen > b.first_seen ? 1 : -1));
+  const rows = matching.filter(i => i.state !== "AWAITING_REVIEW").sort((a, b) =>
     (b.open - a.open) || ((b.escalated || b.overdue) - (a.escalated || a.overdue)) || (b.first_seen > a.first_seen ? 1 : -1));
+  document.getElementById("review").hidden = review.length === 0;
+  document.getElementById("review-count").textContent = review.length + " 条 alarms";
+  document.getElementById("review-cards").innerHTML = review.map(reviewCard).join("");
   document.getElementById("cards").innerHTML = rows.map(card).join("") || '<p class="muted">暂无案件 No incidents</p>';
-  rows.forEach(i => seen.add(i.incident_id));
+  matching.forEach(i => seen.add(i.incident_id));
   document.getElementById("count").textContent = rows.length + " 件 cases";
   document.querySelectorAll("button.reassign").forEach(b => b.onclick = () => openReassign(b.dataset.id));
+  document.querySelectorAll("button.confirm").forEach(b => b.onclick = () => decide(b.dataset.id, "confirm", {}));
+  document.querySelectorAll("button.dismiss").forEach(b => b.onclick = () => openDismiss(b.dataset.id));
   document.getElementById("cameras").innerHTML = [...cameras.values()].map(c =>
     `<li data-camera="${esc(c.camera_id)}" data-state="${esc(c.state)}"><span class="dot ${esc(c.state)}"></span>${esc(c.name)} <span class="muted">${esc({online: "在线 online", offline: "离线 offline"}[c.state] || "未知 unknown")}</span></li>`).join("");
   document.getElementById("alerts").innerHTML = alerts.slice(0, 30).map(a =>
@@ -61,6 +81,23 @@ function openReassign(id) {
       {target_officer: document.getElementById("ra-officer").value, reason: document.getElementById("ra-reason").value});
     const shown = outcomeText(result); box.className = "result " + shown.cls; box.textContent = shown.text;
   };
+  dialog.showModal();
+}
+async function decide(id, action, body) {
+  document.querySelectorAll(`article[data-id="${CSS.escape(id)}"] .review-actions button`).forEach(b => b.disabled = true);
+  const box = document.getElementById("result");
+  box.hidden = false; box.className = "result pending"; box.textContent = "… 发送中 sending";
+  const result = await postJSON(`/api/incidents/${encodeURIComponent(id)}/${action}`, body);
+  const shown = outcomeText(result); box.className = "result " + shown.cls; box.textContent = shown.text;
+  if (!result.ok) document.querySelectorAll(`article[data-id="${CSS.escape(id)}"] .review-actions button`).forEach(b => b.disabled = false);
+}
+function openDismiss(id) {
+  const i = incidents.get(id);
+  document.getElementById("dm-case").textContent = i.scenario_zh + " · " + i.camera_name;
+  const reason = document.getElementById("dm-reason");
+  reason.value = "";
+  const dialog = document.getElementById("dismiss");
+  dialog.onclose = () => { if (dialog.returnValue === "ok" && reason.value.trim()) decide(id, "dismiss", {reason: reason.value.trim()}); };
   dialog.showModal();
 }
 function connect() {

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from contract import Detection, Incident
-from stream.domain.casefile import CaseFile
+from stream.domain.casefile import AWAITING_REVIEW, DISMISSED, CaseFile
 from stream.domain.intake import Fields
 from stream.domain.verify import Presence
 from stream.domain.engine.timeutil import CANONICAL_LENGTH, to_epoch, to_iso
 
+UNFILED = frozenset({AWAITING_REVIEW, DISMISSED})  # alarms never filed as cases: no deadline runs
 INCIDENT_DEFAULTS = {name: Incident.defaults().get(name) for name in Incident.field_names()}
 
 
@@ -117,7 +118,8 @@ def snapshot_of(case: "Case") -> Fields:
     """The Incident record (all its fields, JSON-ready) as published on the incidents topic."""
     return Fields({**INCIDENT_DEFAULTS, **case.incident, "state": case.file.state,
                    "officer_id": case.file.officer_id, "task_id": case.file.task_id,
-                   "deadline": to_iso(case.deadline), "reopen_count": case.file.reopen_count})
+                   "deadline": None if case.file.state in UNFILED else to_iso(case.deadline),
+                   "reopen_count": case.file.reopen_count})
 
 
 

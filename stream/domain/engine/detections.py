@@ -4,12 +4,13 @@ from __future__ import annotations
 from typing import Optional
 
 from contract import Detection, Incident
-from stream.domain.casefile import CLOSED, DETECTED, CaseFile
+from stream.domain.casefile import AWAITING_REVIEW, CLOSED, DETECTED, CaseFile
 from stream.domain.dedup import SiteCase, match_detection, site_key, spot
 from stream.domain.dispatch import deadline_of
 from stream.domain.engine.case import Case, _plain, _shas, incident_id_for
 from stream.domain.engine.outputs import Outputs, _count_dropped
 from stream.domain.engine.steps import SYSTEM
+from stream.domain.engine.review import Review
 from stream.domain.engine.timers import Timers
 from stream.domain.engine.timeutil import epoch_of_new, iso_of, later_iso, to_epoch
 from stream.domain.intake import Envelope
@@ -43,7 +44,7 @@ def _kinds_held(held: list[dict], new: list) -> bool:
     return True
 
 
-class DetectionRules(Timers):
+class DetectionRules(Timers, Review):
     def _on_detection(self, env: Envelope, d: Detection, out: Outputs) -> None:
         now = epoch_of_new(d.observed_at)
         seen = iso_of(d.observed_at, now)
@@ -107,11 +108,8 @@ class DetectionRules(Timers):
         anchor = camera.anchor(d.zone_id)
         incident_id = incident_id_for(env.district, d.event_id)
         keys = offender_keys(d.camera_id, d.zone_id, d.plate, d.shop_id)
-        window = self.settings.first_offence_window_days
-        prior = prior_offences(self.tables.offence_history.get, keys, now, window)
-        for key in keys:
-            self.tables.offence_history[key] = record_offence(self.tables.offence_history.get(key), incident_id,
-                                                              now, window)
+        review = scenario is not None and scenario.review_mode == "operator"
+        prior = 0 if review else self._record_offence(keys, incident_id, now)  # a reviewed alarm: at its filing
         incident = Incident(incident_id=incident_id, camera_id=d.camera_id, scenario=d.scenario, zone_id=d.zone_id,
                             grid_id=camera.grid, state=DETECTED, first_seen=d.first_seen, last_seen=d.observed_at,
                             updated_at=d.observed_at, detections=0, cameras=[], violation_ids=[],
@@ -124,17 +122,19 @@ class DetectionRules(Timers):
         self._merge(case, d, now, seen)
         self.tables.site_cases[site_key(d.scenario, d.camera_id, d.zone_id)] = incident_id
         reason = "recurrence (回潮) of " + recurrence_of if recurrence_of else "new violation"
+        where = f"{d.scenario} at {camera.name} ({d.zone_id or 'frame'})"
+        ids = self._open_ids(env.district)
+        ids.append(incident_id)
+        self.tables.open_cases[env.district] = ids
+        if review:
+            self._await_review(case, where, now, env.source, reason, _shas(d.evidence), out)
+            return case
         if prior == 0:
             reason += "; first offence (首违不罚): education or warning"
         self._step(case, DETECTED, "detect", SYSTEM, now, env.source, out, reason=reason,
                    evidence=_shas(d.evidence))
-        ids = self._open_ids(env.district)
-        ids.append(incident_id)
-        self.tables.open_cases[env.district] = ids
-        self._alert(out, "new_incident", "info", now, f"{d.scenario} at {camera.name} ({d.zone_id or 'frame'})",
-                    case, suffix="new")
+        self._alert(out, "new_incident", "info", now, where, case, suffix="new")
         self._dispatch(case, now, env.source, out)
-        self._count(case, now, "filed")
         return case
 
     def _learn_plate(self, case: Case, plate: str, now: float) -> None:
@@ -144,6 +144,8 @@ class DetectionRules(Timers):
         inc["plate"] = plate
         window = self.settings.first_offence_window_days
         case.offender_keys = case.offender_keys + [key]
+        if case.file.state == AWAITING_REVIEW:
+            return  # not an offence yet: recorded under every key when confirmed
         prior = prior_offences(self.tables.offence_history.get, case.offender_keys, now, window, exclude=case.id)
         self.tables.offence_history[key] = record_offence(self.tables.offence_history.get(key), case.id, now, window)
         inc["prior_offences"] = max(inc.get("prior_offences", 0), prior)

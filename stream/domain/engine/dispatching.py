@@ -43,7 +43,6 @@ class Dispatching(CaseSteps):
         out.tasks.append(task)
         self.tables.officer_open_tasks[target] = int(self.tables.officer_open_tasks.get(target) or 0) + 1
         self.tables.grid_last_assigned[grid] = target
-        self._count(case, now, "dispatched")
         self._unqueue(case)
         return True
 

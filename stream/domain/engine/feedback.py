@@ -4,18 +4,18 @@ from __future__ import annotations
 from contract import Feedback, Task
 from contract.deadletter import dead_letter
 from stream.domain import casefile
-from stream.domain.casefile import ACCEPTED, ARRIVED, DISPATCHED, REJECTED, RESOLVED
+from stream.domain.casefile import ACCEPTED, ARRIVED, DETECTED, DISMISSED, DISPATCHED, REJECTED, RESOLVED
 from stream.domain.engine.case import _shas
-from stream.domain.engine.dispatching import Dispatching
+from stream.domain.engine.review import REVIEW_ACTIONS, Review
 from stream.domain.engine.outputs import Outputs
 from stream.domain.engine.timeutil import to_epoch, to_iso
 from stream.domain.intake import Envelope
 
 FEEDBACK_STATES = {"accept": ACCEPTED, "arrive": ARRIVED, "resolve": RESOLVED, "reject": REJECTED,
-                   "reassign": DISPATCHED}
+                   "reassign": DISPATCHED, "confirm": DETECTED, "dismiss": DISMISSED}
 
 
-class FeedbackRules(Dispatching):
+class FeedbackRules(Review):
     def _on_feedback(self, env: Envelope, f: Feedback, out: Outputs) -> None:
         case = self.load(f.incident_id)
         if case is None:
@@ -26,7 +26,9 @@ class FeedbackRules(Dispatching):
         to_state = FEEDBACK_STATES[f.action]
         evidence = _shas(f.evidence)
         officers = {o.id for o in self.city.officers}
-        if f.task_id and f.task_id != case.file.task_id:
+        if f.action in REVIEW_ACTIONS:
+            self._on_review(case, f, now, env.source, evidence, out)
+        elif f.task_id and f.task_id != case.file.task_id:
             self._refuse(case, to_state, f.action, f.actor, now, env.source,
                          f"task {f.task_id} is not the current task {case.file.task_id} of this case", out, evidence)
         elif f.action in ("accept", "arrive", "resolve") and f.actor in officers and f.actor != case.file.officer_id:

@@ -1,21 +1,17 @@
 """Case steps and their bookkeeping: transitions with their case events and alerts, the end of a case,
-retention, statistics, and the officer's task and grid queue a step frees."""
+retention, and the officer's task and grid queue a step frees."""
 from __future__ import annotations
 
 from typing import Optional
 
 from contract import Alert, Task
 from stream.domain import casefile
-from stream.domain.casefile import CLOSED, ESCALATED, REJECTED, REOPENED, SELF_CORRECTED
+from stream.domain.casefile import CLOSED, DISMISSED, ESCALATED, REJECTED, REOPENED
 from stream.domain.dedup import site_key
 from stream.domain.engine.case import Case
 from stream.domain.engine.core import EngineCore
 from stream.domain.engine.outputs import Outputs
 from stream.domain.engine.timeutil import to_iso
-from stream.domain.stats import bump, stats_key
-
-STATE_COUNTERS = {REOPENED: "reopened", REJECTED: "rejected_false_alarm", SELF_CORRECTED: "self_corrected",
-                  ESCALATED: "escalated"}
 SYSTEM, CAMERA, TIMER = "system", "camera", "timer"
 
 
@@ -31,15 +27,12 @@ class CaseSteps(EngineCore):
         if not event.applied:
             self._alert(out, "refused", "warning", now, f"{case.id}: {event.reason}", case, suffix=str(event.seq))
             return False
-        counter = STATE_COUNTERS.get(to_state)
-        if counter and not (to_state == REOPENED and case.file.reopen_count > 1):  # rework counts cases, once
-            self._count(case, now, counter)
         if to_state == ESCALATED:
             self._alert(out, "escalated", "critical", now, f"{case.id} passed its deadline {to_iso(case.deadline)}"
                         f" in state {before.state}", case, suffix=str(event.seq))
         elif to_state == REOPENED:
             self._alert(out, "reopened", "warning", now, f"{case.id}: {reason}", case, suffix=str(event.seq))
-        if to_state in (CLOSED, REJECTED):
+        if to_state in (CLOSED, REJECTED, DISMISSED):
             self._finish(case, now, to_state, out)
         return True
 
@@ -51,19 +44,13 @@ class CaseSteps(EngineCore):
         self._alert(out, "refused", "warning", now, f"{case.id}: {reason}", case, suffix=str(event.seq))
 
     def _finish(self, case: Case, now: float, to_state: str, out: Outputs) -> None:
-        """Closed or rejected: free the officer, retire the task, drop the case from the open set."""
+        """Closed, rejected or dismissed: free the officer, retire the task, drop the case from the open set."""
         self._end_task(case, "done", now, out)
         ids = self._open_ids(case.district)
         if case.id in ids:
             ids.remove(case.id)
             self.tables.open_cases[case.district] = ids
         self._unqueue(case)
-        if to_state == CLOSED:
-            minutes = (now - case.filed_at) / 60.0
-            self._count(case, now, "closed")
-            self._count(case, now, "minutes_to_close", minutes)
-            if now <= case.deadline:
-                self._count(case, now, "closed_on_time")
         # its violation ids stay mapped to it until it leaves the state (:meth:`_forget`): a detection
         # sent again later is then known as such, and a new one opens a new case (:meth:`_on_detection`)
         self._retire(case, now)
@@ -81,7 +68,7 @@ class CaseSteps(EngineCore):
     def _prune(self, district: str, now: float) -> None:
         """Drop the cases of ``district`` that ended more than ``retention_days`` ago from the state.
 
-        Their history stays in the case-events topic and their counts in ``daily_stats``.  A violation
+        Their history stays in the case-events topic and the system of record (``history/``).  A violation
         at their site afterwards is a new incident, no longer linked as a recurrence (回潮).
         """
         cutoff = to_iso(now - self.settings.retention_days * 86400.0)[:13]
@@ -109,11 +96,6 @@ class CaseSteps(EngineCore):
         self._saved.pop(incident_id, None)
         self._written.pop(incident_id, None)
         self.tables.cases.pop(incident_id)
-
-    def _count(self, case: Case, now: float, counter: str, amount: float = 1) -> None:
-        key = stats_key(now, self.timezone, case.incident["scenario"], case.incident["grid_id"],
-                        case.file.officer_id, case.incident["camera_id"]).encode()
-        self.tables.daily_stats[key] = bump(self.tables.daily_stats.get(key), counter, amount)
 
     def _alert(self, out: Outputs, kind: str, severity: str, now: float, message: str, case: Optional[Case] = None,
                camera_id: Optional[str] = None, grid_id: Optional[str] = None, suffix: str = "") -> None:

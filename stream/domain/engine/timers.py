@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Union
 
-from stream.domain.casefile import CLOSED, DISPATCHED, ESCALATED, REOPENED, SELF_CORRECTED, VERIFIED
+from stream.domain.casefile import AWAITING_REVIEW, CLOSED, DISPATCHED, ESCALATED, REOPENED, SELF_CORRECTED, VERIFIED
 from stream.domain.engine.case import Case
 from stream.domain.engine.dispatching import Dispatching
 from stream.domain.engine.outputs import Outputs
@@ -36,7 +36,7 @@ class Timers(Dispatching):
         ``source``: where the input came from, or its envelope, whose source is worked out only if the
         case moves (the input of nearly every call is a detection that moves nothing).
         """
-        if not case.file.is_open:
+        if not case.file.is_open or case.file.state == AWAITING_REVIEW:  # no clock runs before it is filed
             return
         working = case.file.working_state
         decision = verdict(case.presence, working, case.resolved_at, now, self.settings.verify_grace_s)
