@@ -7,7 +7,8 @@
   stderr.
 * ``nonsite evidence verify EVENTS.jsonl [--store DIR]``: recompute the sha256 of every evidence file
   the events reference; exit 0 when all match, else 1 with one line per mismatch.
-* ``nonsite detect [--camera ID ...] [--once]``: every enabled camera live: readers -> pipeline ->
+* ``nonsite detect [--camera ID ...] [--once] [--group G]``: every enabled camera live (or, with a group, the share
+  the Kafka consumer group gives this process: docs/cameras.md): readers -> pipeline ->
   Kafka, Prometheus metrics on ``detector.metrics_port``.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -59,11 +61,11 @@ def load_detector(city: City):
         raise CommandError(f"detector.weights: cannot load {weights!r}: {exc}") from None
 
 
-def _publisher(city: City):
+def _publisher(city: City, spool_dir: Optional[Path] = None):
     from detector.publisher import EventPublisher
 
-    return EventPublisher(city.kafka.bootstrap, city.kafka.topics, city.resolve_path(city.detector.spool_dir),
-                          int(city.detector.spool_max_mb * (1 << 20)))
+    spool = spool_dir or city.resolve_path(city.detector.spool_dir)
+    return EventPublisher(city.kafka.bootstrap, city.kafka.topics, spool, int(city.detector.spool_max_mb * (1 << 20)))
 
 
 # ---------------------------------------------------------------- detect-file
@@ -283,12 +285,19 @@ def evidence_verify(args: argparse.Namespace, city: Optional[City]) -> int:
 # ---------------------------------------------------------------- detect (live)
 def detect(args: argparse.Namespace, city: Optional[City]) -> int:
     from detector import metrics
-    from detector.pipeline import Pipeline
     from detector.camera_reader import CameraReader
+    from detector.live import LiveCameras, detect_loop, shutdown
+    from detector.pipeline import Pipeline
     from nonsite.evidence import EvidenceStore
 
     assert city is not None
+    group = getattr(args, "group", None) or city.detector.sharing.group
+    if group and not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", group):
+        raise CommandError(f"--group: letters, digits, '.', '_' and '-' only (at most 200), got {group!r}")
     cameras = [c for c in city.cameras if c.enabled]
+    if group and (args.camera or args.once):
+        raise CommandError(f"--{'camera' if args.camera else 'once'}: not with a group ({group}): "
+                           f"the group decides which cameras this detector runs")
     if args.camera:
         cameras = [_camera(city, camera_id) for camera_id in args.camera]
     if not cameras:
@@ -304,49 +313,37 @@ def detect(args: argparse.Namespace, city: Optional[City]) -> int:
     detector = load_detector(city)
     pipeline = Pipeline(cameras, city.scenarios, city.detector, detector,
                         EvidenceStore(city.resolve_path(city.detector.evidence_dir)))
-    publisher = _publisher(city)
-    transitions: list[tuple[str, bool, str]] = []
-    lock = threading.Lock()
-
-    def on_status(camera_id: str, online: bool, reason: str) -> None:
-        with lock:
-            transitions.append((camera_id, online, reason))
-
-    readers = {c.id: CameraReader(c, on_status=on_status, decoder=city.detector.decoder,
-                                  rtsp_transport=city.detector.rtsp_transport).start() for c in cameras}
+    publisher = _publisher(city, getattr(args, "spool_dir", None))
+    live = LiveCameras(pipeline, lambda camera: CameraReader(
+        camera, on_status=live.on_status, decoder=city.detector.decoder, rtsp_transport=city.detector.rtsp_transport))
+    share = _join_group(city, group) if group else None
+    live.run({} if share else {c.id: c for c in cameras})
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        _detect_loop(pipeline, readers, publisher, transitions, lock, stop, args.once)
+        detect_loop(pipeline, live, publisher, stop, args.once, share)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for reader in readers.values():
-            reader.stop(timeout=5)
-        publisher.close(timeout=10)
+        shutdown(live, publisher, share)
     stats = pipeline.stats
     log.info("detector stopped", frames=stats.frames, inferred=stats.inferred, skipped=stats.skipped,
              events=stats.events, spool=publisher.spool_depth)
     return 0
 
 
-def _detect_loop(pipeline, readers, publisher, transitions, lock, stop: threading.Event, once: bool) -> None:
-    """Take the newest frame of every camera, run them as one batch, publish; until stopped (or all ended)."""
-    known: dict[str, tuple[bool, str]] = {}  # camera id -> (online, reason) as its reader last reported
-    while not stop.is_set():
-        with lock:
-            changes, transitions[:] = list(transitions), []
-        now = time.time()
-        for camera_id, online, reason in changes:
-            known[camera_id] = (online, reason)
-            publisher.publish(pipeline.status(camera_id, now, "online" if online else "offline", reason))
-        frames = [f for f in (r.latest() for r in readers.values()) if f is not None]
-        if frames:
-            for event in pipeline.process(frames):
-                publisher.publish(event)
-        for status in pipeline.due_statuses(now, known):
-            publisher.publish(status)
-        if once and not frames and all(r.ended for r in readers.values()):
-            break  # a file reader sets ``ended`` after handing over its last frame
-        if not frames:
-            stop.wait(0.05)
+def _join_group(city: City, group: str):
+    """Publish cameras.yaml to the cameras topic (docs/cameras.md), then join the detectors' consumer group."""
+    from kafka.errors import KafkaError
+
+    from detector.camera_topic import ensure_cameras_topic, publish_cameras
+    from detector.sharing import CameraShare
+    from nonsite.errors import KafkaSetupError
+
+    try:
+        ensure_cameras_topic(city)
+        publish_cameras(city)
+    except (KafkaError, KafkaSetupError) as exc:  # the group runs what the topic holds; a later start publishes
+        log.warning("cameras not published: Kafka did not answer", error=f"{type(exc).__name__}: {exc}")
+    sharing = city.detector.sharing
+    return CameraShare(city.kafka.bootstrap, city.kafka.topics.cameras, group, sharing.session_timeout_s).start()

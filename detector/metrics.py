@@ -35,6 +35,17 @@ CAMERA_UP = Gauge(f"{_PREFIX}_camera_up", "1 while the camera delivers frames, 0
 CAMERA_RECONNECTS = Counter(f"{_PREFIX}_camera_reconnects", "Attempts to reopen a camera after a failure",
                             ["camera"], registry=REGISTRY)
 
+# ------------------------------------------------------------------ sharing the city (detector/sharing.py)
+CAMERAS_OWNED = Gauge(f"{_PREFIX}_cameras_owned", "Cameras this process runs (all enabled ones without a group)",
+                      registry=REGISTRY)
+SHARDS_OWNED = Gauge(f"{_PREFIX}_shards_owned", "Partitions of the cameras topic the group gave this process",
+                     registry=REGISTRY)
+CAMERA_REBALANCES = Counter(f"{_PREFIX}_camera_rebalances", "Assignments of camera shards to this process",
+                            registry=REGISTRY)
+CAMERA_RECORDS_REFUSED = Counter(f"{_PREFIX}_camera_records_refused",
+                                 "Records of the cameras topic that are no valid camera (logged with the reason)",
+                                 registry=REGISTRY)
+
 # ------------------------------------------------------------------ motion and inference
 FRAMES_SKIPPED_MOTION = Counter(f"{_PREFIX}_frames_skipped_motion",
                                 "Frames not sent to the model because nothing moved since the last inference",

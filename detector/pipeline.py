@@ -107,6 +107,7 @@ class Pipeline:
         their masked copies (:mod:`detector.masking`) when ``settings.masking.enabled``.  ``classifiers``
         replaces the second look and zone-state classifiers loaded from ``settings`` (``Classifiers()``: none)."""
         self.settings = settings
+        self.scenarios = list(scenarios)
         self.classifiers = classifiers if classifiers is not None else load_classifiers(settings, scenarios)
         self.detector = detector
         self.evidence = evidence
@@ -144,6 +145,16 @@ class Pipeline:
             state.background = StaticForeground(width=settings.motion.downscale_width)
             state.static_tracker = CameraTracker(settings.lost_after_s, settings.tracker, ids=ids)
         return state
+
+    def set_cameras(self, cameras: Iterable[Camera]) -> None:
+        """Run these cameras from now on (detector scale-out: :mod:`detector.sharing`). A camera whose config is
+        unchanged keeps its state (tracks, open violations); a new or changed one starts afresh."""
+        wanted = {c.id: c for c in cameras}
+        for camera_id in [k for k, state in self.cameras.items() if wanted.get(k) != state.camera]:
+            del self.cameras[camera_id]
+        for camera_id, camera in wanted.items():
+            if camera_id not in self.cameras:
+                self.cameras[camera_id] = self._camera_state(camera, self.scenarios, self.detector.class_names)
 
     # ------------------------------------------------------------------ the chain
     def process(self, frames: Sequence[FrameLike]) -> list[Detection]:
@@ -253,6 +264,9 @@ class Pipeline:
         evidence: list[Evidence] = []
         if event.kind == "start" and self.evidence is not None:
             evidence = self._store_evidence(state, frame, event)
+        elif event.kind == "end" and violation.model_hash and self.evidence is not None:
+            # a zone state's end: the spot once the thing is gone, the "absent" crop of a verified closure
+            evidence = [self._put(frame.image, "clean", lambda image: state.blackout.apply(image.copy()))]
         track = violation.track
         plate = None
         if self.plates is not None and self.plates.applies_to(violation.scenario):

@@ -18,6 +18,7 @@ class Topics(Strict):
     case_events: str = "nonsite.case-events"
     alerts: str = "nonsite.alerts"
     dead_letter: str = "nonsite.dead-letter"
+    cameras: str = "nonsite.cameras"  # each camera's config, one partition per shard (detector.sharing)
 
     def all(self) -> dict[str, str]:
         return self.model_dump()
@@ -144,6 +145,14 @@ class SceneSettings(Strict):
     consecutive: int = Field(default=3, ge=1)  # identical samples in a row before the state changes
 
 
+class SharingSettings(Strict):
+    """Several ``nonsite detect`` processes sharing the cameras as one Kafka consumer group (docs/cameras.md)."""
+
+    group: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,200}$")  # null: run every camera
+    shards: int = Field(default=12, ge=1, le=1000)  # partitions of kafka.topics.cameras: at most this many detectors
+    session_timeout_s: float = Field(default=10.0, ge=6, le=300)  # 6: the brokers' group.min.session.timeout.ms
+
+
 class DetectorSettings(Strict):
     weights: str = "yolov8n.pt"
     imgsz: int = Field(default=640, ge=32)
@@ -168,6 +177,7 @@ class DetectorSettings(Strict):
     # live streams: pyav decodes only the frames sampled (keyframes when the interval allows), opencv every frame
     decoder: Literal["pyav", "opencv"] = "pyav"
     rtsp_transport: Literal["tcp", "udp"] = "tcp"  # pyav's RTSP transport; opencv's: OPENCV_FFMPEG_CAPTURE_OPTIONS
+    sharing: SharingSettings = SharingSettings()
 
 
 class StreamSettings(Strict):

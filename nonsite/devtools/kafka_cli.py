@@ -11,7 +11,7 @@ Example::
     $ nonsite kafka topics --check
     {"topic": "nonsite.detections", "kind": "detections", "missing": false, "differs": [], "settings": {...}}
     ...
-    {"bootstrap": "localhost:9092", "checked": 11, "differing": []}
+    {"bootstrap": "localhost:9092", "checked": 12, "differing": []}
 """
 from __future__ import annotations
 

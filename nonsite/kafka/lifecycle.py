@@ -9,7 +9,7 @@ start|topics``, the demo, the docker deployment's ``topics`` service); the reaso
   kept forever, or that legal period after its last change;
 * the worker's state changelog is compacted and never deleted (the state is rebuilt from it);
 * camera status is compacted by camera id, its segments rolled daily: history is short, and each
-  camera's last status is kept;
+  camera's last status is kept; so is each camera's config on the cameras topic (detector scale-out);
 * detections (and the worker's cases topic, and Faust's leader topic) ``detections_days``, alerts
   ``alerts_days``, dead letters ``dead_letter_days``.
 
@@ -82,6 +82,7 @@ def lifecycle(kind: str, retention: RetentionSettings) -> Lifecycle:
         "tasks": Lifecycle("delete", legal),
         "incidents": Lifecycle("compact" if legal == FOREVER else "compact,delete", legal),
         "camera_status": Lifecycle("compact", FOREVER, segment_ms=DAY_MS),
+        "cameras": Lifecycle("compact", FOREVER, segment_ms=DAY_MS),  # each camera's latest config, kept
         "detections": Lifecycle("delete", inputs),
         "alerts": Lifecycle("delete", retention.alerts_days * DAY_MS),
         "dead_letter": Lifecycle("delete", retention.dead_letter_days * DAY_MS),
@@ -124,11 +125,12 @@ def project_topics(city: City) -> list[TopicSpec]:
     """Every topic of the project, the worker's internal ones included, with its partitions and lifecycle.
 
     All have ``kafka.partitions`` partitions (the Faust tables need the same count as the cases
-    topic), but Faust's leader topic, which has one.
+    topic), but Faust's leader topic, which has one, and the cameras topic, ``detector.sharing.shards``.
     """
     retention, partitions = city.kafka.retention, city.kafka.partitions
     named = dict(city.kafka.topics.all())
     named.update({"cases": cases_topic_name(city), "changelog": changelog_topic_name(city, STATE_TABLE),
                   "leader": leader_topic_name(city)})
-    return [TopicSpec(name, 1 if kind == "leader" else partitions, lifecycle(kind, retention).configs(), kind)
+    count = {"leader": 1, "cameras": city.detector.sharing.shards}  # the detectors' shards (detector/sharing.py)
+    return [TopicSpec(name, count.get(kind, partitions), lifecycle(kind, retention).configs(), kind)
             for kind, name in named.items()]

@@ -128,7 +128,7 @@ def test_kafka_start_with_three_nodes_replicates_and_states_it(cluster3: Cluster
     assert started["replication"] == {"setting": "auto", "brokers": 3, "replication_factor": 3,
                                       "min_insync_replicas": 2}
     shipped = set(started["topics_created"])
-    assert "nonsite.detections" in shipped and len(shipped) == 11  # the worker's three internal topics included
+    assert "nonsite.detections" in shipped and len(shipped) == 12  # the worker's three internal topics included
     assert started["topics"] == {name: {"replication_factor": 3, "min_insync_replicas": 2} for name in shipped}
     assert topic_replication(cluster3.bootstrap, sorted(shipped)) == {name: REQUIRED for name in shipped}
     assert "kafka topics" in cluster3.log and "'nonsite.alerts': 'rf=3 min.insync=2'" in cluster3.log

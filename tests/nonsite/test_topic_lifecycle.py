@@ -38,6 +38,7 @@ DEFAULT_POLICY = {
     "tasks": ("delete", "-1", None),
     "incidents": ("compact", "-1", None),
     "camera_status": ("compact", "-1", str(DAY)),
+    "cameras": ("compact", "-1", str(DAY)),
     "detections": ("delete", str(7 * DAY), None),
     "alerts": ("delete", str(30 * DAY), None),
     "dead_letter": ("delete", str(90 * DAY), None),
@@ -125,6 +126,7 @@ def test_every_topic_of_the_project_has_its_lifecycle(city: City):
     assert {s.kind for s in specs} == set(DEFAULT_POLICY)
     assert {s.name for s in specs} >= set(city.kafka.topics.all().values())
     assert {s.name: s.partitions for s in specs}[leader_topic_name(city)] == 1
+    assert {s.name: s.partitions for s in specs}[city.kafka.topics.cameras] == city.detector.sharing.shards
     for spec in specs:
         policy, retention, segment = DEFAULT_POLICY[spec.kind]
         wanted = {"cleanup.policy": policy, "retention.ms": retention, "retention.bytes": "-1"}
@@ -213,7 +215,7 @@ def test_topics_are_created_with_the_policy_and_the_check_passes(kafka_bootstrap
     assert after.returncode == 0, after.stdout + after.stderr
     lines = [json.loads(line) for line in after.stdout.splitlines()]
     assert [line["topic"] for line in lines[:-1]] == list(names.values())
-    assert lines[-1] == {"bootstrap": kafka_bootstrap, "checked": 11, "differing": []}
+    assert lines[-1] == {"bootstrap": kafka_bootstrap, "checked": 12, "differing": []}
 
 
 @pytest.mark.kafka
