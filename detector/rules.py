@@ -30,7 +30,12 @@ Classifiers beside the model (docs/detector.md):
   again ``retry_s`` later; a ``rescue_classes`` box is a candidate only with a classifier (``second_look``);
 * zone states: a zone whose scene classifier says "present" is seen as a ``scene`` object there
   (``Frame.scenes``), with the scenario's dwell; the classifier owns that scenario in that zone
-  (``scene_owned``), so the model's boxes there do not make a second violation of it.
+  (``scene_owned``), so the model's boxes there do not make a second violation of it; the zone's head has decided
+  it, so its start does not wait for the second look (that judges the model's object candidates).
+
+Props together are one violation (``with_person``): a prop due to start next to a started violation of its
+scenario in the same zone (their boxes touch once each is grown by half its size) becomes part of it instead
+of a second start, and keeps it open while it stays: a terrace of umbrellas, tables and chairs is one case.
 
 Example::
 
@@ -87,6 +92,7 @@ class Violation:
     verdict: Optional[Any] = None  # the second look's (detector.classify.second_look.Verdict)
     look_after: float = 0.0  # declined by the second look: not looked at again before this time
     model_hash: str = ""  # the scene head that saw it (a zone state's violation)
+    part_of: Optional["Violation"] = None  # a started violation this prop belongs to (with_person: one terrace)
     opened_by: int = field(init=False)  # its first track: the id keeps naming it after another track takes over
 
     def __post_init__(self) -> None:
@@ -120,6 +126,15 @@ def displacement(a: Box, b: Box, shape: tuple[int, int]) -> float:
     height, width = shape
     (xa, ya), (xb, yb) = bottom_centre(a), bottom_centre(b)
     return math.hypot((xa - xb) * width, (ya - yb) * height) / math.hypot(width, height)
+
+
+def touching(a: Box, b: Box, slack: float = 0.5) -> bool:
+    """The boxes overlap once each is grown by ``slack`` of its own width and height on every side."""
+    def grown(box: Box) -> Box:
+        dx, dy = slack * (box[2] - box[0]), slack * (box[3] - box[1])
+        return (box[0] - dx, box[1] - dy, box[2] + dx, box[3] + dy)
+    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = grown(a), grown(b)
+    return ax1 < bx2 and bx1 < ax2 and ay1 < by2 and by1 < ay2
 
 
 def near(obj: Box, other: Box, factor: float, shape: tuple[int, int]) -> bool:
@@ -232,6 +247,8 @@ class CameraRules:
                 violation.since, violation.anchor, violation.zone_id = now, track.xyxy, zone_id
         violation.track, violation.last_true = track, now
         violation.xyxy, violation.confidence = track.xyxy, max(violation.confidence, track.confidence)
+        if violation.part_of is not None:
+            violation.part_of.last_true = now  # one of its props is still there
 
     def _observe_scene(self, scenario: Scenario, sighting: Any, now: float) -> None:
         """A zone whose state is "present": the same object while the state lasts (no displacement, no companions)."""
@@ -279,7 +296,11 @@ class CameraRules:
     def _due(self, violation: Violation, now: float,
              look: Optional[Callable[[Violation], Any]] = None) -> list[ViolationEvent]:
         dwell = now - violation.since
+        if violation.part_of is not None and violation.part_of not in self._open.values():
+            violation.part_of = None  # its violation ended (every prop of it gone): this one stands alone
         if not violation.started:
+            if violation.part_of is not None or (dwell >= violation.scenario.dwell_s and self._joined(violation)):
+                return []
             if dwell >= violation.scenario.dwell_s and not self._declined(violation, now, look):
                 violation.started_at = violation.last_event_at = now
                 return [self._event("start", violation, now, now)]
@@ -289,10 +310,20 @@ class CameraRules:
             return [self._event("update", violation, now, now)]
         return []
 
+    def _joined(self, violation: Violation) -> bool:
+        """A prop next to a started violation of its scenario in its zone joins it (``with_person``)."""
+        if violation.scenario.rule != "with_person":
+            return False
+        violation.part_of = next((v for v in self._open.values() if v is not violation and v.started
+                                  and v.part_of is None and v.scenario.id == violation.scenario.id
+                                  and v.zone_id == violation.zone_id and touching(v.xyxy, violation.xyxy)), None)
+        return violation.part_of is not None
+
     def _declined(self, violation: Violation, now: float, look: Optional[Callable[[Violation], Any]]) -> bool:
-        """The second look, when the scenario wants one for this class, does not (yet) agree."""
+        """The second look, when the scenario wants one for this class, does not (yet) agree; a zone state's
+        violation (its head decided it) needs none."""
         scenario = violation.scenario
-        if not self.needs_look(scenario, violation.track.class_name):
+        if violation.model_hash or not self.needs_look(scenario, violation.track.class_name):
             return False
         if look is None or now < violation.look_after:
             return True
