@@ -3,7 +3,9 @@
 The detector's scene heads embed a zone's bounding box cut from the frame (:mod:`detector.classify.heads`);
 the web cuts the same box from a case's evidence picture to store an operator's labelled crop of that spot
 (:mod:`web.spot_labels`), so a head trained on the stored crops sees what the detector will show it.  This
-module holds the cut, so it is written once (the web may not import the detector).
+module holds the cut, so it is written once (the web may not import the detector; it cuts a picture it
+decoded with Pillow at :func:`zone_pixels`, the detector slices its frame with :func:`zone_crop`).  No numpy
+here: the web's install has none.
 
 Example::
 
@@ -13,12 +15,14 @@ Example::
     (0.1, 0.2, 0.5, 0.9)
     >>> zone_crop(frame, ((0.1, 0.2), (0.5, 0.2), (0.3, 0.9))).shape
     (70, 80, 3)
+    >>> zone_pixels(((0.1, 0.2), (0.5, 0.2), (0.3, 0.9)), (100, 200))
+    (20, 20, 100, 90)
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
-import numpy as np
+Array = Any  # a numpy array (height, width, channels): numpy is not imported here
 
 Box = tuple[float, float, float, float]  # normalised x1, y1, x2, y2
 Pixels = tuple[int, int, int, int]
@@ -38,11 +42,16 @@ def zone_box(polygon: Sequence[Sequence[float]]) -> Box:
     return (min(xs), min(ys), max(xs), max(ys))
 
 
-def cut(image: np.ndarray, pixels: Pixels) -> np.ndarray:
+def cut(image: Array, pixels: Pixels) -> Array:
     x1, y1, x2, y2 = pixels
     return image[y1:y2, x1:x2]
 
 
-def zone_crop(image: np.ndarray, polygon: Sequence[Sequence[float]]) -> np.ndarray:
+def zone_pixels(polygon: Sequence[Sequence[float]], shape: tuple[int, int]) -> Pixels:
+    """The zone's bounding box in pixels of a frame of ``shape`` (height, width): where its crop is cut."""
+    return box_pixels(zone_box(polygon), shape)
+
+
+def zone_crop(image: Array, polygon: Sequence[Sequence[float]]) -> Array:
     """The zone's bounding box cut from the frame, as the scene heads see it."""
-    return cut(image, box_pixels(zone_box(polygon), image.shape[:2]))
+    return cut(image, zone_pixels(polygon, image.shape[:2]))

@@ -2,8 +2,9 @@
 
 The web holds what the cut needs and the detector does not keep: the cameras' zones (``cameras.yaml``) and
 the case's evidence pictures (the evidence store).  The crop is the zone's bounding box cut from the case's
-original evidence picture by :func:`nonsite.crops.zone_crop`, the cut the detector's scene heads use, so a
-spot's head learns from what the detector will show it.  It is stored under its sha256 in the evidence
+original evidence picture at :func:`nonsite.crops.zone_pixels`, the box the detector's scene heads are shown
+(:func:`nonsite.crops.zone_crop`), so a spot's head learns from what the detector will show it.  The web
+decodes and encodes with Pillow (it installs no OpenCV).  It is stored under its sha256 in the evidence
 store (JPEG, quality 95) and linked to its case, so custody and retention treat it as the case's evidence.
 
 A crop that cannot be cut (the picture is no longer in the store, the zone was removed from the camera)
@@ -18,14 +19,15 @@ from __future__ import annotations
 
 from typing import Optional
 
-import cv2
-import numpy as np
+import io
+
 import structlog
+from PIL import Image, UnidentifiedImageError
 from prometheus_client import Counter
 
 from history.spot_labels import Cut, SpotLabeller
 from nonsite.config import City
-from nonsite.crops import zone_box, zone_crop
+from nonsite.crops import zone_box, zone_pixels
 from nonsite.evidence import EvidenceStore
 
 log = structlog.get_logger("web.spot_labels")
@@ -47,7 +49,7 @@ def cut_spot(city: City, store: EvidenceStore, camera_id: str, zone_id: str, sha
     camera = city.camera(camera_id)
     zone = next((z for z in camera.zones if z.id == zone_id), None) if camera is not None else None
     path = store.locate(sha256)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path is not None else None
+    image = _decoded(path) if path is not None else None
     reason = ("unknown camera" if camera is None else "no such zone on the camera" if zone is None
               else "evidence picture not in the store" if path is None else "unreadable picture" if image is None
               else None)
@@ -57,14 +59,19 @@ def cut_spot(city: City, store: EvidenceStore, camera_id: str, zone_id: str, sha
         return None
     assert zone is not None and image is not None
     polygon = [tuple(point) for point in zone.polygon]
-    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(zone_crop(image, polygon)),
-                               [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        NOT_CUT.labels("encoding failed").inc()
-        return None
+    encoded = io.BytesIO()
+    image.crop(zone_pixels(polygon, (image.height, image.width))).save(encoded, "JPEG", quality=JPEG_QUALITY)
     CUT.inc()
-    saved = store.put(encoded.tobytes(), "clean")
+    saved = store.put(encoded.getvalue(), "clean")
     return Cut(saved.sha256, tuple(round(v, 6) for v in zone_box(polygon)))
+
+
+def _decoded(path) -> Optional[Image.Image]:
+    try:
+        with Image.open(path) as picture:
+            return picture.convert("RGB")
+    except (OSError, UnidentifiedImageError):
+        return None
 
 
 def spot_labeller(city: City, store: EvidenceStore, dialect: str) -> SpotLabeller:
