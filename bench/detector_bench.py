@@ -14,8 +14,14 @@ Frames are decoded and built in memory before timing, so neither side pays for d
 (b) pipeline: :class:`detector.pipeline.Pipeline` (motion gate with the config's re-check
     interval, batched inference where the model allows it, tracking, rules, evidence), once per
     ``--workers`` value: 1 = one model instance like the naive loop (the gain is the pipeline's
-    alone), 2 = two instances in parallel threads (both cores of a 2-core machine); and once per
-    ``--plates`` value (``on``: with the plate stage reading the cars in the sidewalk zone, ``off``).
+    alone), 2 = two instances in parallel threads (both cores of a 2-core machine); once per
+    ``--plates`` value (``on``: with the plate stage reading the cars in the sidewalk zone, ``off``); and once
+    per ``--classifiers`` value (``on``: the second look and the scene heads, loaded as the detector loads them
+    from the configuration, ``NONSITE_CLASSIFIER`` / ``NONSITE_EMBEDDER`` or beside the weights; ``off``: none).
+
+Each camera has a sidewalk zone (sidewalk_parking), a no_vending zone over the whole view (mobile_vendor: its
+props get the second look, and the zone its scene head), a no_piling zone (material_piling's scene head) and a
+no_ads zone on the upper part (illegal_ads' scene head): three zones embedded every ``detector.scenes.interval_s``.
 
 Both sides run ``--rounds`` times, interleaved, and the best time of each counts (other processes
 share the machine).  Prints camera-frames/s for both, the ratio, and whether the pipeline keeps up
@@ -45,6 +51,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from nonsite.evidence import EvidenceStore  # noqa: E402
+from detector.classify.loading import Classifiers  # noqa: E402
 from detector.inference import Detector  # noqa: E402
 from detector.pipeline import Pipeline  # noqa: E402
 from detector.samples import clip_frames, paint_out  # noqa: E402
@@ -90,11 +97,13 @@ def noisy_variants(image: np.ndarray, rng: np.random.Generator) -> list[np.ndarr
 def camera_config(camera_id: str) -> Camera:
     whole = [[0, 0], [1, 0], [1, 1], [0, 1]]
     lower = [[0, 0.4], [1, 0.4], [1, 1], [0, 1]]
+    upper = [[0, 0], [1, 0], [1, 0.4], [0, 0.4]]
     return Camera(id=camera_id, name=camera_id, source="bench", location={"lat": 30.65, "lon": 104.06},
                   grid="G01", sample_interval_s=TARGET_INTERVAL_S,
                   zones=[{"id": "z-walk", "kind": "sidewalk", "polygon": lower},
                          {"id": "z-street", "kind": "no_vending", "polygon": whole},
-                         {"id": "z-corner", "kind": "no_piling", "polygon": lower}])
+                         {"id": "z-corner", "kind": "no_piling", "polygon": lower},
+                         {"id": "z-wall", "kind": "no_ads", "polygon": upper}])
 
 
 def build_cameras(media: Path, count: int, moving: int, steps: int, seed: int) -> list[SimulatedCamera]:
@@ -133,16 +142,47 @@ def run_naive(weights: str, cameras: list[SimulatedCamera], steps: int) -> tuple
     return time.perf_counter() - started, count
 
 
+@dataclass
+class ClassifierCost:
+    """What the second look and the scene heads did in one pipeline run, and their wall-clock seconds."""
+
+    crops: int = 0
+    look_s: float = 0.0
+    embeddings: int = 0
+    samples: int = 0
+    scene_s: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.look_s + self.scene_s
+
+
+def classifier_cost(pipeline: Pipeline) -> ClassifierCost:
+    cost = ClassifierCost()
+    look = pipeline.classifiers.second_look
+    if look is not None:
+        cost.crops, cost.look_s = look.crops, look.seconds
+    for state in pipeline.cameras.values():
+        if state.scenes is not None:
+            cost.embeddings += state.scenes.stats.embeddings
+            cost.samples += state.scenes.stats.samples
+            cost.scene_s += state.scenes.stats.seconds
+    return cost
+
+
 def run_pipeline(weights: str, cameras: list[SimulatedCamera], steps: int, config: Path, batch: int,
-                 workers: int, plates: bool = True):
+                 workers: int, plates: bool = True, classifiers: bool = True):
     city = load_city(config)
-    settings = city.detector.model_copy(update={"batch": batch, "workers": workers,
+    settings = city.detector.model_copy(update={"batch": batch, "workers": workers, "weights": weights,
                                                 "plates": city.detector.plates.model_copy(update={"enabled": plates})})
     detector = Detector.from_settings(settings, weights)
     detector.detect([cameras[0].frames[0]])  # warm-up, not timed
     with tempfile.TemporaryDirectory() as evidence:
         pipeline = Pipeline([c.camera for c in cameras], city.scenarios, settings, detector,
-                            EvidenceStore(Path(evidence)), report_missing=False)
+                            EvidenceStore(Path(evidence)), report_missing=False,
+                            classifiers=None if classifiers else Classifiers())
+        if classifiers and (pipeline.classifiers.second_look is None or pipeline.classifiers.embedder is None):
+            raise SystemExit("classifiers on, but " + ("; ".join(pipeline.classifiers.lines) or "none loaded"))
         started = time.perf_counter()
         events = 0
         for step in range(steps):
@@ -150,7 +190,8 @@ def run_pipeline(weights: str, cameras: list[SimulatedCamera], steps: int, confi
             frames = [Frame(sim.camera.id, sim.frames[step], now, step) for sim in cameras]
             events += len(pipeline.process(frames))
         elapsed = time.perf_counter() - started
-    return elapsed, pipeline.stats, events, pipeline.plates.stats if pipeline.plates else None
+    return (elapsed, pipeline.stats, events, pipeline.plates.stats if pipeline.plates else None,
+            classifier_cost(pipeline))
 
 
 def main(argv=None) -> int:
@@ -163,6 +204,8 @@ def main(argv=None) -> int:
                         help="pipeline runs with this many parallel model instances (one run each)")
     parser.add_argument("--plates", nargs="+", choices=["on", "off"], default=["on"],
                         help="pipeline runs with the plate stage on and/or off (one run each per workers value)")
+    parser.add_argument("--classifiers", nargs="+", choices=["on", "off"], default=["on", "off"],
+                        help="pipeline runs with the second look and scene heads on and/or off (one run each)")
     parser.add_argument("--weights", default=os.environ.get("NONSITE_WEIGHTS"))
     parser.add_argument("--media", type=Path, default=Path(os.environ.get("NONSITE_MEDIA", "")))
     parser.add_argument("--config", type=Path, default=PROJECT / "configs")
@@ -184,40 +227,58 @@ def main(argv=None) -> int:
 
     need = TARGET_CAMERAS / TARGET_INTERVAL_S
     naive_times: list[float] = []
-    variants = [(w, p) for w in args.workers for p in args.plates]
-    runs: dict[tuple[int, str], list[tuple]] = {v: [] for v in variants}
+    variants = [(w, p, c) for w in args.workers for p in args.plates for c in args.classifiers]
+    runs: dict[tuple[int, str, str], list[tuple]] = {v: [] for v in variants}
     for round_number in range(1, args.rounds + 1):  # interleaved, best of each: the machine may be shared
         naive_s, naive_frames = run_naive(args.weights, cameras, steps)
         naive_times.append(naive_s)
         line = f"round {round_number}: naive {naive_frames / naive_s:.1f}"
-        for workers, plates in variants:
-            run = run_pipeline(args.weights, cameras, steps, args.config, args.batch, workers, plates == "on")
-            runs[(workers, plates)].append(run)
-            line += f", pipeline x{workers} plates {plates} {run[1].frames / run[0]:.1f}"
+        for workers, plates, looks in variants:
+            run = run_pipeline(args.weights, cameras, steps, args.config, args.batch, workers, plates == "on",
+                               looks == "on")
+            runs[(workers, plates, looks)].append(run)
+            line += f", pipeline x{workers} plates {plates} classifiers {looks} {run[1].frames / run[0]:.1f}"
         print(line + " camera-frames/s")
     naive_rate = naive_frames / min(naive_times)
     print(f"(a) naive model.predict per frame:  {naive_frames} frames in {min(naive_times):.1f} s = "
           f"{naive_rate:.1f} camera-frames/s")
     results = []
-    for workers, plates in variants:
-        pipe_s, stats, events, plate_stats = min(runs[(workers, plates)], key=lambda run: run[0])
+    for workers, plates, looks in variants:
+        pipe_s, stats, events, plate_stats, cost = min(runs[(workers, plates, looks)], key=lambda run: run[0])
         pipe_rate = stats.frames / pipe_s
         ratio = pipe_rate / naive_rate
-        print(f"(b) pipeline, {workers} model worker{'s' if workers > 1 else ' '}, plates {plates}: {stats.frames} "
+        print(f"(b) pipeline, {workers} model worker{'s' if workers > 1 else ' '}, plates {plates}, classifiers "
+              f"{looks}: {stats.frames} "
               f"frames in {pipe_s:.1f} s = {pipe_rate:.1f} camera-frames/s, {1000 * pipe_s / stats.frames:.1f} ms a "
               f"frame (inferred {stats.inferred} = {stats.inferred / stats.frames:.0%}, {stats.model_calls} model "
               f"calls, {events} events)")
         if plate_stats is not None:
             print(f"    plate stage: {plate_stats.reads} reads ({plate_stats.found} found a plate) in "
                   f"{plate_stats.seconds:.1f} s")
+        if looks == "on":
+            print(f"    classifiers: second look {cost.crops} crops in {cost.look_s:.2f} s "
+                  f"({1000 * cost.look_s / max(cost.crops, 1):.1f} ms a crop), scene heads {cost.samples} zone "
+                  f"samples, {cost.embeddings} embedded, in {cost.scene_s:.2f} s; "
+                  f"{1000 * cost.seconds / stats.frames:.2f} ms a camera-frame")
         print(f"    ratio pipeline/naive: {ratio:.2f}x (goal >= 4x); 150 cameras every 2 s need {need:.0f} "
               f"camera-frames/s: {'keeps up' if pipe_rate >= need else 'does NOT keep up'} "
               f"({pipe_rate / need:.2f}x of the need)")
-        results.append({"workers": workers, "plates": plates, "pipeline_fps": round(pipe_rate, 2),
+        results.append({"workers": workers, "plates": plates, "classifiers": looks,
+                        "classifier_ms_per_frame": round(1000 * cost.seconds / stats.frames, 3),
+                        "second_look_crops": cost.crops, "scene_embeddings": cost.embeddings,
+                        "pipeline_fps": round(pipe_rate, 2),
                         "ms_per_frame": round(1000 * pipe_s / stats.frames, 2), "ratio": round(ratio, 2),
                         "plate_reads": plate_stats.reads if plate_stats else 0,
                         "inferred_fraction": round(stats.inferred / stats.frames, 3),
                         "model_calls": stats.model_calls, "events": events})
+    for workers, plates in dict.fromkeys((w, p) for w, p, _ in variants):
+        both = {c: min(runs[(workers, plates, c)], key=lambda run: run[0]) for c in args.classifiers
+                if (workers, plates, c) in runs}
+        if len(both) == 2:
+            on, off = (1000 * both[c][0] / both[c][1].frames for c in ("on", "off"))
+            print(f"(c) x{workers}, plates {plates}: the classifiers cost {on - off:+.2f} ms a camera-frame "
+                  f"({off:.2f} -> {on:.2f} ms); 150 cameras every 2 s need {need:.0f} camera-frames/s: "
+                  f"{1000 / off:.1f} without, {1000 / on:.1f} with them")
     if args.json:
         print(json.dumps({"cameras": args.cameras, "moving": args.moving, "steps": steps,
                           "naive_fps": round(naive_rate, 2), "pipeline": results}))

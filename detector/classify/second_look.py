@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -118,6 +119,7 @@ class SecondLook:
     rules: dict[str, LookRule] = field(default_factory=dict)
     margin: float = 0.15
     crops: int = 0  # crops classified so far
+    seconds: float = 0.0  # spent cutting and classifying them (wall clock)
 
     @classmethod
     def load(cls, model_path: Path, labels_path: Path, scenarios: Sequence[Scenario]) -> "SecondLook":
@@ -139,8 +141,11 @@ class SecondLook:
 
     def scores(self, image: np.ndarray, box: Box) -> np.ndarray:
         """Class probabilities of the square crop around ``box`` (with some of its surroundings)."""
+        started = time.perf_counter()
         self.crops += 1
-        return self.model.run(cut(image, square_around(box, image.shape[:2], self.margin)))
+        scores = self.model.run(cut(image, square_around(box, image.shape[:2], self.margin)))
+        self.seconds += time.perf_counter() - started
+        return scores
 
     def verdict(self, scenario_id: str, image: np.ndarray, box: Box) -> Verdict:
         rule = self.rules[scenario_id]
