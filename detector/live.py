@@ -108,8 +108,15 @@ def detect_loop(pipeline, live: LiveCameras, publisher, stop: threading.Event, o
 def shutdown(live: LiveCameras, publisher, share=None, within_s: float = STOP_WITHIN_S) -> None:
     """Leave the group, stop the readers, hand Kafka what it takes in the time left; the rest goes to the spool."""
     deadline = time.monotonic() + within_s
-    if share is not None:
-        share.close(timeout=2.0)
-    live.stop(min(READERS_STOP_S, max(0.0, deadline - time.monotonic())))
-    publisher.close(timeout=max(0.5, deadline - time.monotonic() - 1.5))
 
+    def left() -> float:
+        return max(0.0, deadline - time.monotonic())
+
+    log.info("detector stopping", within_s=within_s, kafka_up=publisher.kafka_up, cameras=len(live.readers))
+    if share is not None:
+        share.leave()  # its thread leaves the group meanwhile
+    live.stop(min(READERS_STOP_S, left()))
+    # Kafka known to be down: straight to the spool, rather than waiting for it until the deadline
+    publisher.close(timeout=max(0.5, left() - 2.5) if publisher.kafka_up else 0.5)
+    if share is not None:
+        share.close(timeout=min(2.0, left()))

@@ -76,9 +76,13 @@ class CameraShare:
                  rebalances=self.rebalances)
         return cameras
 
-    def close(self, timeout: float = 3.0) -> None:
-        """Leave the group (the shards move to the others at once), within ``timeout`` even when Kafka is down."""
+    def leave(self) -> None:
+        """Start leaving the group (the shards move to the others at once); returns at once."""
         self._stop.set()
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Leave the group, waiting at most ``timeout`` (with Kafka down the consumer is left behind, a daemon)."""
+        self.leave()
         self._thread.join(timeout)
 
     # ------------------------------------------------------------ the consumer's thread
