@@ -157,6 +157,13 @@ def labels(engine: Engine, camera_id: Optional[str] = None) -> list[SpotLabel]:
         return [SpotLabel(*row) for row in connection.execute(query)]
 
 
+def is_spot_crop(engine: Engine, sha256: str) -> bool:
+    """Whether ``sha256`` is a labelled crop: cut from an original picture, so as unmasked as it is."""
+    query = select(schema.spot_labels.c.crop_sha256).where(schema.spot_labels.c.crop_sha256 == sha256).limit(1)
+    with engine.connect() as connection:
+        return connection.execute(query).first() is not None
+
+
 def record_model(engine: Engine, at: datetime, trained_by: str, camera_id: str, zone_id: str, scenario: str,
                  model_hash: str, label_counts: dict[str, int], precision: Optional[float],
                  recall: Optional[float], accuracy: Optional[float], ready: bool) -> None:

@@ -101,24 +101,31 @@ def test_a_picture_no_longer_stored_is_no_label_and_the_event_is_recorded(record
                     .scalars()) == [rejection.event_id]
 
 
-def test_the_retrain_endpoint_refuses_with_one_line(city, tmp_path):
+def web_client(city, tmp_path):
+    """A web app (no Kafka) over the database and evidence store of ``tmp_path``, and a login for it."""
     from fastapi.testclient import TestClient
 
     from web.app import create_app
-    from web_harness import PASSWORDS
 
     history = city.system.history.model_copy(update={"database": str(tmp_path / "h.sqlite")})
     detector = city.detector.model_copy(update={"evidence_dir": str(tmp_path / "evidence")})
     local = city.model_copy(update={"system": city.system.model_copy(update={"history": history,
                                                                              "detector": detector})})
-    with TestClient(create_app(local, start_bus=False)) as client:
-        def login(name: str) -> dict:
-            answer = client.post("/api/login", json={"username": name, "password": PASSWORDS[name]})
-            assert answer.status_code == 200, answer.text
-            token = answer.json()["token"]
-            client.cookies.clear()  # bearer tokens only, as the harness does
-            return {"Authorization": f"Bearer {token}"}
-        ops, officer = login("ops"), login("zhangwei")
+    return TestClient(create_app(local, start_bus=False))
+
+
+def login(client, name: str) -> dict:
+    from web_harness import PASSWORDS
+
+    answer = client.post("/api/login", json={"username": name, "password": PASSWORDS[name]})
+    assert answer.status_code == 200, answer.text
+    client.cookies.clear()  # bearer tokens only, as the harness does
+    return {"Authorization": f"Bearer {answer.json()['token']}"}
+
+
+def test_the_retrain_endpoint_refuses_with_one_line(city, tmp_path):
+    with web_client(city, tmp_path) as client:
+        ops, officer = login(client, "ops"), login(client, "zhangwei")
         assert client.post("/api/spots/train", json={"camera_id": "cam-03"}, headers=officer).status_code == 403
         unknown = client.post("/api/spots/train", json={"camera_id": "cam-99"}, headers=ops)
         assert unknown.status_code == 404 and unknown.json()["error"] == "camera_id: unknown camera 'cam-99'"
@@ -126,3 +133,22 @@ def test_the_retrain_endpoint_refuses_with_one_line(city, tmp_path):
         assert empty.status_code == 409
         assert empty.json()["error"].startswith("camera 'cam-03' has no labelled crops yet")
         assert client.get("/api/spots", headers=ops).json() == []
+
+
+def test_a_spot_crop_is_opened_as_an_unmasked_original(city, tmp_path, media_dir):
+    """A crop is cut from the original picture: like the original, only a handler with a stated reason opens it."""
+    engine = open_database(str(tmp_path / "h.sqlite"))
+    store = EvidenceStore(tmp_path / "evidence")
+    writer = HistoryWriter(engine, "Asia/Shanghai", "nonsite.feedback", labeller=spot_labeller(city, store, "sqlite"))
+    rejected = case([picture(store, cv2.imread(str(media_dir / PHOTO)), "first_seen")])
+    write(writer, rejected, event(rejected, "reject", "REJECTED", actor="O101"))
+    [label] = labels(engine)
+    engine.dispose()
+    with web_client(city, tmp_path) as client:
+        url = f"/api/evidence/{label.crop_sha256}"
+        refused = client.get(url, headers=login(client, "sup"))
+        assert refused.status_code == 403 and "unmasked" in refused.json()["error"]
+        ops = login(client, "ops")
+        assert client.get(url, headers=ops).status_code == 422  # no reason given
+        opened = client.get(url, params={"reason": "checking a label"}, headers=ops)
+        assert opened.status_code == 200 and hashlib.sha256(opened.content).hexdigest() == label.crop_sha256

@@ -24,6 +24,7 @@ from fastapi.responses import FileResponse
 
 from contract import Incident
 from history.retention import purged_at
+from history.spot_labels import is_spot_crop
 from nonsite.evidence import SHA256
 from web.uploads import media_type
 from web.api.deps import store_of, uploaded_by
@@ -80,7 +81,10 @@ def evidence_file(sha256: str, request: Request, who: Principal = Depends(ANY_RO
     incident_ids = store.incidents_with_evidence(sha256)
     if not _may_read(request, who, sha256, incident_ids):
         raise HTTPException(403, "sha256: this evidence belongs to a case not assigned to you")
-    refusal = _refusal(who, {copy_of(store.incident(i), sha256) for i in incident_ids} or {"plain"}, reason)
+    copies = {copy_of(store.incident(i), sha256) for i in incident_ids} or {"plain"}
+    if is_spot_crop(store.engine, sha256):  # a spot's training crop is cut from the unmasked original
+        copies = {"original"}
+    refusal = _refusal(who, copies, reason)
     if refusal is not None:
         raise refusal
     path = request.app.state.evidence.locate(sha256)
