@@ -193,6 +193,8 @@ class StreamSettings(Strict):
     data_dir: str = "var/worker"
     store: Literal["memory://", "rocksdb://"] = "memory://"  # table store; changelogs in Kafka either way
     commit_interval_s: float = Field(default=2.8, gt=0)  # how often the worker commits consumer offsets
+    # a killed worker's districts move to the others after this long without its heartbeat (docs/stream.md)
+    session_timeout_s: float = Field(default=60, ge=6, le=1800)
 
 
 class WebSettings(Strict):

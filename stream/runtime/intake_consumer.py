@@ -73,7 +73,9 @@ class Intake(Service):
             *self.role_of, bootstrap_servers=bootstrap, group_id=f"{self.city.stream.app_id}-intake",
             group_instance_id=f"{self.instance}-intake" if self.instance else None,
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=INTAKE_BATCH,
-            fetch_max_wait_ms=POLL_WAIT_MS, max_partition_fetch_bytes=4 * 1024 * 1024)
+            fetch_max_wait_ms=POLL_WAIT_MS, max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=int(self.city.stream.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, self.city.stream.session_timeout_s / 5) * 1000))
         await self.consumer.start()
 
     async def on_stop(self) -> None:
