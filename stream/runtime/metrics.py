@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from stream.domain.engine import Outputs
 
+REVIEW_OUTCOMES = {"AWAITING_REVIEW": "awaiting", "DETECTED": "confirmed", "DISMISSED": "dismissed"}
+
 
 class StreamMetrics:
     def __init__(self, registry: CollectorRegistry):
@@ -42,6 +44,8 @@ class StreamMetrics:
                                     ["reason"], registry=registry)
         self.open_cases = Gauge("nonsite_stream_open_cases", "Open cases by state", ["district", "state"],
                                 registry=registry)
+        self.reviews = Counter("nonsite_stream_reviews", "Alarms under operator review: raised (awaiting), "
+                               "confirmed, dismissed", ["outcome"], registry=registry)
         self.consumer_lag = Gauge("nonsite_stream_consumer_lag", "End offset minus read offset",
                                   ["topic", "partition"], registry=registry)
 
@@ -63,5 +67,7 @@ class StreamMetrics:
                 self.refused.inc()
             elif event.to_state == "ESCALATED":
                 self.sla_breaches.inc()
+            elif event.from_state == "AWAITING_REVIEW" or event.to_state == "AWAITING_REVIEW":
+                self.reviews.labels(outcome=REVIEW_OUTCOMES.get(event.to_state, "other")).inc()
         for letter in out.dead_letters:
             self.dead_letters.labels(source_topic=letter.topic).inc()

@@ -51,10 +51,13 @@ def planned_detections() -> list[Detection]:
     return plan
 
 
-def planned_feedback(city_map: CityMap) -> list[Feedback]:
-    """An operator accepts and reports arrival on every third case (ids follow from the detections)."""
-    feedback = []
+def planned_feedback(city: City, city_map: CityMap) -> list[Feedback]:
+    """An operator confirms every alarm awaiting review, then accepts and reports arrival on every third case
+    (ids follow from the detections)."""
     starts = [d for d in planned_detections() if d.kind == "start"]
+    feedback = [Feedback(feedback_id=f"c{index}", action="confirm", actor="U-ops", at=to_iso(BASE + 90 + index * 0.01),
+                         incident_id=incident_id_for(city_map.district_of_camera[d.camera_id], d.event_id))
+                for index, d in enumerate(starts) if city.scenario(d.scenario).review_mode == "operator"]
     for index, d in enumerate(starts[::3]):
         incident_id = incident_id_for(city_map.district_of_camera[d.camera_id], d.event_id)
         for step, action in enumerate(("accept", "arrive")):
@@ -112,7 +115,7 @@ def run(tmp: Path, kills: int) -> tuple[dict, dict]:
     as it has begun to apply a wave, and started again."""
     city = make_city(tmp, GRIDS, acceptance_minutes=60, commit_interval_s=5.0)
     city_map = CityMap.build(city)
-    detections, feedback = planned_detections(), planned_feedback(city_map)
+    detections, feedback = planned_detections(), planned_feedback(city, city_map)
     incidents = len([d for d in detections if d.kind == "start"])
     inputs, readers = Inputs(city), readers_for(city)
     worker = WorkerProcess(city, tmp).start()
@@ -130,14 +133,14 @@ def run(tmp: Path, kills: int) -> tuple[dict, dict]:
         detected = lambda e: e["action"] == "detect"  # noqa: E731
         dispatched = lambda e: e["action"] == "dispatch"  # noqa: E731
         wait_count(readers["case_events"], detected, incidents, 180, "every incident")
-        wait_count(readers["case_events"], dispatched, incidents, 60, "every dispatch")
         updates = len(detections)
         readers["incidents"].wait_for(
             lambda items: sum(i["detections"] for i in {x["incident_id"]: x for x in items}.values()) >= updates,
             120, "every detection merged")
         produce(inputs, feedback)  # after the detections, so both runs apply them in the same order
+        wait_count(readers["case_events"], dispatched, incidents, 60, "every dispatch (alarms once confirmed)")
         arrived = lambda e: e["to_state"] == "ARRIVED"  # noqa: E731
-        wait_count(readers["case_events"], arrived, len(feedback) // 2, 120, "every arrival")
+        wait_count(readers["case_events"], arrived, sum(f.action == "arrive" for f in feedback), 120, "every arrival")
         if kills:
             info["skipped_after_restart"] = metric(worker.web_port, "nonsite_stream_duplicate_inputs_total")
             info["redone_after_restart"] = metric(worker.web_port, "nonsite_stream_redone_units_total")
@@ -158,7 +161,7 @@ def test_worker_killed_ten_times_mid_stream_recovers_to_the_same_outcome(kafka_b
     killed, info = run(tmp_path / "killed", kills=10)
     assert info["restarts"] == 10
     assert len(clean["incidents"]) == expected_incidents
-    assert {e["action"] for e in clean["events"].values()} >= {"detect", "dispatch", "accept", "arrive"}
+    assert {e["action"] for e in clean["events"].values()} >= {"detect", "confirm", "dispatch", "accept", "arrive"}
     assert killed["events"] == clean["events"]
     differing = {k: {f: (v.get(f), clean["incidents"][k].get(f)) for f in v if v.get(f) != clean["incidents"][k].get(f)}
                  for k, v in killed["incidents"].items() if v != clean["incidents"].get(k)}

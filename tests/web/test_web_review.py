@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -102,6 +103,10 @@ def awaiting(web: WebHarness, worker, incident_id: str) -> dict:
                         timeout=90, what=f"the worker's alarm {incident_id} on the wall\n{worker.log_tail()}")
 
 
+def worker_metrics(worker) -> str:
+    return urllib.request.urlopen(f"http://localhost:{worker.web_port}/metrics", timeout=10).read().decode()
+
+
 def tasks_of(web: WebHarness, incident_id: str) -> list[dict]:
     return [t for officer in USERNAMES.values() for t in web.client(officer).get("/api/my/tasks").json()
             if t["incident_id"] == incident_id]
@@ -141,6 +146,7 @@ def test_confirm_in_the_wall_dispatches_the_case_to_an_officer(system, browser, 
 
     again = web.client("ops").post(f"/api/incidents/{incident_id}/confirm", json={})
     assert again.status_code == 409 and "not awaiting review" in again.json()["error"]
+    assert 'nonsite_stream_reviews_total{outcome="confirmed"} 1.0' in worker_metrics(worker)
 
 
 def test_dismiss_in_the_wall_makes_no_task_and_the_report_counts_it(system, browser, shots: Path) -> None:
@@ -172,6 +178,7 @@ def test_dismiss_in_the_wall_makes_no_task_and_the_report_counts_it(system, brow
     assert dismissal["reason"].startswith("路边的纸箱")
     time.sleep(1.5)  # a few of the worker's ticks: still no task
     assert tasks_of(web, incident_id) == []
+    assert 'nonsite_stream_reviews_total{outcome="dismissed"} 1.0' in worker_metrics(worker)
 
     today = datetime.now(ZoneInfo(web.city.system.city.timezone)).date()
     span = {"from": (today - timedelta(days=1)).isoformat(), "to": today.isoformat()}  # seen 400 s ago: maybe yesterday
