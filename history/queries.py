@@ -22,7 +22,7 @@ from sqlalchemy import Engine, and_, func, or_, select
 
 from contract import Alert, CameraStatus, CaseEvent, Incident, Task
 from history import schema
-from history.facts import TERMINAL_STATES
+from history.facts import TERMINAL_STATES, UNFILED_STATES
 from nonsite.privacy import plate_key
 
 OPEN_TASK_STATUSES = ("assigned", "accepted")
@@ -358,7 +358,7 @@ _FACT_COLUMNS = tuple(schema.cases.c[name] for name in (
 
 def _filed_conditions(wanted: FiledCases) -> list[Any]:
     cases = schema.cases.c
-    conditions: list[Any] = []
+    conditions: list[Any] = [cases.state.not_in(sorted(UNFILED_STATES))]  # an alarm under review is no case yet
     if wanted.incident_ids:
         conditions.append(cases.incident_id.in_(wanted.incident_ids))
     if wanted.scenarios:

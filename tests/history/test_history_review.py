@@ -10,6 +10,7 @@ import pytest
 
 from history import statistics
 from history.facts import TERMINAL_STATES, UNFILED_STATES
+from history.queries import FiledCases
 from history_support import T0, case_event, make_incident, new_store, put, task
 from web.cli import write_report
 
@@ -58,3 +59,6 @@ def test_dismissed_and_awaiting_alarms_are_counted_apart_from_the_filed_cases(db
     assert lines[1].endswith(",1,1")
     days = {d["day"]: d for d in statistics.daily(store.engine, november)}
     assert days["2026-11-01"]["dismissed_in_review"] == 1 and days["2026-11-01"]["filed"] == 2
+    # Open311 publishes filed cases only: an alarm under review is nobody's service request
+    listed = store.filed_cases(FiledCases(incident_ids=("waiting", "dismissed", "confirmed", "auto"), limit=10))
+    assert sorted(c.incident.incident_id for c in listed) == ["auto", "confirmed"]

@@ -45,7 +45,7 @@ STATUS_NOTES = {
     "ESCALATED": "已升级督办 Escalated", "VERIFIED": "已核查结案 Verified and closed",
     "CLOSED": "已结案 Closed", "SELF_CORRECTED": "当事人已自行整改 Corrected before an officer was needed",
     "REJECTED": "经核实不构成违规（误报）Not a violation (false alarm)",
-}
+}  # alarms awaiting review or dismissed in review are no cases: never listed (history.queries.filed_cases)
 # CJ/T 214 event categories, by the first two digits of a scenario's code
 GROUPS = {"02": "宣传广告 Advertising", "05": "街面秩序 Street order"}
 OTHER_GROUP = "其他 Other"
