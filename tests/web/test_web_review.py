@@ -191,4 +191,10 @@ def test_dismiss_in_the_wall_makes_no_task_and_the_report_counts_it(system, brow
     assert report.inner_text("tr[data-group='material_piling'] td.dismissed") == "1"
     assert report.inner_text("#total td.dismissed") == str(summary["total"]["dismissed_in_review"])
     save_screenshot(report, shots, "reports-review", full_page=True)
+    seen = datetime.fromtimestamp(time.time() - 400, ZoneInfo(web.city.system.city.timezone))
+    month = web.client("sup").get("/api/reports/monthly", params={"month": f"{seen:%Y-%m}"}).json()
+    assert month["total"]["dismissed_in_review"] >= 1
+    report.goto(f"{web.base_url}/reports/monthly?month={seen:%Y-%m}")
+    report.wait_for_selector("#headline")
+    assert report.inner_text("#dismissed") == str(month["total"]["dismissed_in_review"])
     report.context.close()

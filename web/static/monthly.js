@@ -11,8 +11,8 @@ async function load() {
   const m = result.body, t = m.total;
   document.getElementById("report").innerHTML = `
     <h2>${esc(m.city_zh)} ${esc(m.city)} · ${esc(m.month)} 非现场执法月报 Non-site enforcement monthly report</h2>
-    <p id="headline">本月共发现案件 ${t.filed} 件，其中误报 ${t.false_alarms} 件、应结案 ${t.due} 件，已结案 ${t.closed} 件，结案率 <b>${pct(t.closure_rate)}</b>；按期结案 ${t.on_time} 件，按期结案率 <b>${pct(t.on_time_rate)}</b>；返工率 ${pct(t.rework_rate)}。<br>
-    <span class="muted">${t.filed} cases filed (${t.false_alarms} false alarms, ${t.due} due); ${t.closed} closed — closure rate ${pct(t.closure_rate)}; ${t.on_time} on time — on-time rate ${pct(t.on_time_rate)}; rework rate ${pct(t.rework_rate)}; mean time to close ${t.mean_minutes_to_close ?? "-"} min.</span></p>
+    <p id="headline">本月共发现案件 ${t.filed} 件，其中误报 ${t.false_alarms} 件、应结案 ${t.due} 件，已结案 ${t.closed} 件，结案率 <b>${pct(t.closure_rate)}</b>；按期结案 ${t.on_time} 件，按期结案率 <b>${pct(t.on_time_rate)}</b>；返工率 ${pct(t.rework_rate)}。另有 <span id="dismissed">${t.dismissed_in_review ?? 0}</span> 条告警经人工审核驳回，未立案。<br>
+    <span class="muted">${t.filed} cases filed (${t.false_alarms} false alarms, ${t.due} due); ${t.closed} closed — closure rate ${pct(t.closure_rate)}; ${t.on_time} on time — on-time rate ${pct(t.on_time_rate)}; rework rate ${pct(t.rework_rate)}; mean time to close ${t.mean_minutes_to_close ?? "-"} min; ${t.dismissed_in_review ?? 0} alarms dismissed in review, not filed.</span></p>
     <h3>按场景 By scenario</h3>${table(m.by_scenario, m.total)}
     <h3>按网格 By grid</h3>${table(m.by_grid, m.total)}
     <p class="muted">统计口径 Definitions: 结案率 = 结案 / 应结案 (closed / due); 按期结案率 = 期限内结案 / 应结案; 应结案 = 立案 − 误报. ${esc(m.from)} – ${esc(m.to)}</p>`;
