@@ -87,6 +87,8 @@ def detect_loop(pipeline, live: LiveCameras, publisher, stop: threading.Event, o
             for camera_id in lost:
                 known.pop(camera_id, None)
             log.info("cameras running", gained=gained, lost=lost, running=sorted(live.readers))
+            for letter in share.take_refused():
+                publisher.publish(letter)
         now = time.time()
         for camera_id, online, reason in live.take_transitions():
             if camera_id not in pipeline.cameras:

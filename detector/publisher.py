@@ -42,7 +42,7 @@ from detector import metrics
 from detector.spool import Spool, SpoolRecord
 from nonsite.config import Topics
 from nonsite.kafka import clients
-from contract import CameraStatus, Record, Detection
+from contract import CameraStatus, DeadLetter, Record, Detection
 
 log = structlog.get_logger("detector.publisher")
 
@@ -95,11 +95,14 @@ class EventPublisher:
             return self.topics.detections
         if isinstance(record, CameraStatus):
             return self.topics.camera_status
-        raise TypeError(f"EventPublisher publishes Detection and CameraStatus, not {type(record).__name__}")
+        if isinstance(record, DeadLetter):  # a cameras-topic record no camera can be made of (detector.sharing)
+            return self.topics.dead_letter
+        raise TypeError(f"EventPublisher publishes Detection, CameraStatus and DeadLetter, not {type(record).__name__}")
 
     def publish(self, record: Record) -> None:
-        """Queue one record for Kafka (key = its camera id); returns at once."""
-        item = SpoolRecord(self.topic_for(record), record.camera_id.encode(), record.to_json())
+        """Queue one record for Kafka (key = its camera id; a dead letter's: its source topic); returns at once."""
+        key = record.topic if isinstance(record, DeadLetter) else record.camera_id
+        item = SpoolRecord(self.topic_for(record), key.encode(), record.to_json())
         with self._state:
             if self._closing:
                 raise RuntimeError("EventPublisher is closed")

@@ -1,13 +1,20 @@
 """The cameras topic (detector scale-out): sticky, balanced placement; publishing makes the topic equal to
-cameras.yaml (moves and removals as tombstones); a camera's password never reaches Kafka."""
+cameras.yaml (moves and removals as tombstones); a camera's password never reaches Kafka; a record no camera can
+be made of is a dead letter, and the other cameras run."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from kafka import KafkaProducer
 
+from conftest import reader_from_beginning
+from contract import DeadLetter
 from detector.camera_topic import camera_from_entry, place, publish_cameras, read_table
+from detector.publisher import EventPublisher
+from detector.sharing import CameraShare
 from nonsite.config import ConfigError, load_city
 from nonsite.kafka.admin import create_city_topics
 from detector_group import group_city
@@ -70,3 +77,39 @@ def test_publishing_makes_the_topic_equal_to_cameras_yaml(tmp_path: Path, kafka_
     assert (second.written, second.removed) == (2, 3)
     assert sorted(held.values()) == [0, 1, 2] and held["cam-f2"] == 1 and held["cam-f4"] == 0
     assert camera_from_entry("cam-f2", table[held["cam-f2"]]["cam-f2"]).sample_interval_s == 2
+
+
+@pytest.mark.kafka
+def test_a_record_no_camera_can_be_made_of_is_a_dead_letter_and_the_others_run(tmp_path: Path, kafka_bootstrap: str,
+                                                                                monkeypatch):
+    monkeypatch.setenv("NONSITE_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    config = group_city(tmp_path, Path("/nonexistent.mp4"), cameras=2, dwell_s=5, session_timeout_s=6, shards=2)
+    city = load_city(config)
+    create_city_topics(city, kafka_bootstrap)
+    publish_cameras(city)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    producer.send(city.kafka.topics.cameras, key=b"cam-bad", value=b'{"id": "cam-bad", "source": 3}', partition=1)
+    producer.flush(10)
+    producer.close()
+    share = CameraShare(kafka_bootstrap, city.kafka.topics.cameras, "g-" + tmp_path.name[-20:], 6.0).start()
+    publisher = EventPublisher(kafka_bootstrap, city.kafka.topics, tmp_path / "spool", 1 << 20)
+    try:
+        deadline, owned = time.monotonic() + 60, None
+        while owned is None and time.monotonic() < deadline:
+            owned = share.changed()
+            time.sleep(0.1)
+        assert owned is not None and sorted(owned) == ["cam-f1", "cam-f2"]  # the only member: every shard
+        [letter] = share.take_refused()
+        assert (letter.topic, letter.partition, letter.offset) == (city.kafka.topics.cameras, 1, 1)
+        assert letter.reason.startswith("cameras.yaml on Kafka, camera cam-bad: ") and letter.raw.startswith('{"id"')
+        publisher.publish(letter)
+        assert publisher.flush(20)
+    finally:
+        share.close()
+        publisher.close()
+    consumer = reader_from_beginning(kafka_bootstrap, city.kafka.topics.dead_letter)
+    try:
+        found = [DeadLetter.from_json(r.value) for batch in consumer.poll(timeout_ms=5000).values() for r in batch]
+    finally:
+        consumer.close()
+    assert [d.dead_letter_id for d in found] == [letter.dead_letter_id]
