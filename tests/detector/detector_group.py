@@ -46,18 +46,23 @@ def group_city(tmp: Path, video: Path, cameras: int, dwell_s: float, session_tim
 
 
 class DetectorProcess:
-    """``nonsite detect`` in a process of its own (its own spool folder), log in a file."""
+    """``nonsite detect`` in a process of its own, with its own spool folder (its own copy of the config, as on a
+    machine of its own), log in a file."""
 
     def __init__(self, config: Path, tmp: Path, name: str, env: dict[str, str], *extra: str):
-        self.config, self.name, self.env, self.extra = config, name, env, extra
+        self.name, self.env, self.extra = name, env, extra
         self.log_path = tmp / f"{name}.log"
         self.spool = tmp / f"spool-{name}"
+        self.config = tmp / f"configs-{name}"
+        shutil.copytree(config, self.config)
+        settings = yaml.safe_load((self.config / "nonsite.yaml").read_text(encoding="utf-8"))
+        settings["detector"]["spool_dir"] = str(self.spool)
+        (self.config / "nonsite.yaml").write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
         self.port = free_port_block(1)
         self.process: Optional[subprocess.Popen] = None
 
     def start(self) -> "DetectorProcess":
-        command = NONSITE + ["--config", str(self.config), "detect", "--metrics-port", str(self.port),
-                             "--spool-dir", str(self.spool), *self.extra]
+        command = NONSITE + ["--config", str(self.config), "detect", "--metrics-port", str(self.port), *self.extra]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, cwd=PROJECT, env={**os.environ, **self.env}, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
