@@ -12,7 +12,7 @@ partition is the state.
 A detector that stops (SIGTERM) leaves the group and its shards move at once; one killed is noticed by the
 group coordinator after ``detector.sharing.session_timeout_s`` without a heartbeat.  Its cameras then run
 on the survivors within that timeout plus one heartbeat (a tenth of it) plus the rebalance and the reading
-of the shards: the bound stated is the timeout + 5 s, measured 6.5 and 6.7 s with 6 s (docs/cameras.md).
+of the shards: the bound stated is the timeout + 5 s, measured 5.9 to 7.0 s with 6 s (docs/cameras.md).
 
 Example::
 
