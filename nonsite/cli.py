@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--camera", action="append", default=None, help="only this camera id (repeatable)")
     detect.add_argument("--once", action="store_true", help="stop when every file source has ended")
     detect.add_argument("--metrics-port", type=int, default=None)
+    detect.add_argument("--group", default=None, help="share the cameras with the other detectors of this Kafka "
+                                                      "consumer group (default detector.sharing.group)")
+    detect.add_argument("--spool-dir", type=Path, default=None, help="its own spool (default detector.spool_dir)")
     detect.set_defaults(run=_handler("detector.cli:detect"), needs_config=True)
 
     detect_file = commands.add_parser("detect-file", help="process one video offline and print its events")
@@ -138,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     plates_read.add_argument("--threshold", type=float, default=None,
                              help="least mean character confidence (default 0.85)")
     plates_read.set_defaults(run=_handler("detector.plates.cli:read"), needs_config=False)
+
+    spots = commands.add_parser("spots", help="camera spots' own scene classifiers (docs/detector.md)")
+    spots_commands = spots.add_subparsers(dest="spots_command", required=True, metavar="ACTION")
+    spots_train = spots_commands.add_parser("train", help="retrain the spot heads from the operators' labelled crops "
+                                                          "(per spot: label counts, cross-validated figures, hash)")
+    spots_train.add_argument("--camera", default=None, help="only this camera's spots")
+    spots_train.add_argument("--by", default=None, help="who retrains, as recorded (default cli-<user>)")
+    spots_train.set_defaults(run=_handler("web.spot_training:command"), needs_config=True)
 
     demo = commands.add_parser("demo", help="end to end: local Kafka, worker, detector on the sample videos")
     demo.add_argument("--exit", action="store_true",
