@@ -3,8 +3,8 @@
 Input: ``--cameras`` simulated cameras sampled every ``--interval`` seconds of simulated time for
 ``--duration`` seconds, replaying real footage that is mostly static:
 
-* most cameras hold one real photo still (``NONSITE_MEDIA`` photos and ultralytics' bus.jpg and
-  zidane.jpg, at most 1280 px wide), with mild per-frame sensor noise (Gaussian, sigma 3), and one
+* most cameras hold one real photo still (``NONSITE_MEDIA`` photos, its ``vendors/`` too, and ultralytics'
+  bus.jpg and zidane.jpg, at most 1280 px wide), with mild per-frame sensor noise (Gaussian, sigma 3), and one
   scene change at a random moment (a region of the photo painted out: an object leaves);
 * ``--moving`` cameras replay the two real CCTV clips (a new clip frame at every sample).
 
@@ -19,9 +19,12 @@ Frames are decoded and built in memory before timing, so neither side pays for d
     per ``--classifiers`` value (``on``: the second look and the scene heads, loaded as the detector loads them
     from the configuration, ``NONSITE_CLASSIFIER`` / ``NONSITE_EMBEDDER`` or beside the weights; ``off``: none).
 
-Each camera has a sidewalk zone (sidewalk_parking), a no_vending zone over the whole view (mobile_vendor: its
-props get the second look, and the zone its scene head), a no_piling zone (material_piling's scene head) and a
-no_ads zone on the upper part (illegal_ads' scene head): three zones embedded every ``detector.scenes.interval_s``.
+Each camera has a sidewalk zone (sidewalk_parking), a no_vending zone over the whole view (mobile_vendor's scene
+head), a no_piling zone (material_piling's scene head), a no_ads zone on the upper part (illegal_ads' scene
+head): three zones embedded every ``detector.scenes.interval_s``; and a storefront zone (road_occupation: its
+chairs, benches and umbrellas beside a person get the second look).  The scenarios the second look judges have
+their dwell cut to ``--look-dwell`` (30 s) in every run, so that their candidates reach the look, and are looked
+at again every ``retry_s`` while declined, within the run: a pessimistic rate of crops.
 
 Both sides run ``--rounds`` times, interleaved, and the best time of each counts (other processes
 share the machine).  Prints camera-frames/s for both, the ratio, and whether the pipeline keeps up
@@ -76,7 +79,8 @@ def photos(media: Path) -> list[Path]:
     import ultralytics
 
     assets = Path(ultralytics.__file__).parent / "assets"
-    found = sorted(media.glob("*.jpg")) + sorted(assets.glob("*.jpg"))
+    # the vendors' photos hold a cafe terrace (umbrellas, chairs and people): candidates of the second look
+    found = sorted(media.glob("*.jpg")) + sorted(media.glob("vendors/*.jpg")) + sorted(assets.glob("*.jpg"))
     if not found:
         raise SystemExit(f"no photos in {media}")
     return found
@@ -103,7 +107,8 @@ def camera_config(camera_id: str) -> Camera:
                   zones=[{"id": "z-walk", "kind": "sidewalk", "polygon": lower},
                          {"id": "z-street", "kind": "no_vending", "polygon": whole},
                          {"id": "z-corner", "kind": "no_piling", "polygon": lower},
-                         {"id": "z-wall", "kind": "no_ads", "polygon": upper}])
+                         {"id": "z-wall", "kind": "no_ads", "polygon": upper},
+                         {"id": "z-front", "kind": "storefront", "polygon": lower}])
 
 
 def build_cameras(media: Path, count: int, moving: int, steps: int, seed: int) -> list[SimulatedCamera]:
@@ -171,14 +176,16 @@ def classifier_cost(pipeline: Pipeline) -> ClassifierCost:
 
 
 def run_pipeline(weights: str, cameras: list[SimulatedCamera], steps: int, config: Path, batch: int,
-                 workers: int, plates: bool = True, classifiers: bool = True):
+                 workers: int, plates: bool = True, classifiers: bool = True, look_dwell: float = 30.0):
     city = load_city(config)
+    scenarios = [s.model_copy(update={"dwell_s": min(s.dwell_s, look_dwell)})
+                 if s.second_look is not None and s.second_look.mode != "off" else s for s in city.scenarios]
     settings = city.detector.model_copy(update={"batch": batch, "workers": workers, "weights": weights,
                                                 "plates": city.detector.plates.model_copy(update={"enabled": plates})})
     detector = Detector.from_settings(settings, weights)
     detector.detect([cameras[0].frames[0]])  # warm-up, not timed
     with tempfile.TemporaryDirectory() as evidence:
-        pipeline = Pipeline([c.camera for c in cameras], city.scenarios, settings, detector,
+        pipeline = Pipeline([c.camera for c in cameras], scenarios, settings, detector,
                             EvidenceStore(Path(evidence)), report_missing=False,
                             classifiers=None if classifiers else Classifiers())
         if classifiers and (pipeline.classifiers.second_look is None or pipeline.classifiers.embedder is None):
@@ -206,6 +213,8 @@ def main(argv=None) -> int:
                         help="pipeline runs with the plate stage on and/or off (one run each per workers value)")
     parser.add_argument("--classifiers", nargs="+", choices=["on", "off"], default=["on", "off"],
                         help="pipeline runs with the second look and scene heads on and/or off (one run each)")
+    parser.add_argument("--look-dwell", type=float, default=30.0,
+                        help="dwell (s) of the scenarios the second look judges, so their candidates reach it")
     parser.add_argument("--weights", default=os.environ.get("NONSITE_WEIGHTS"))
     parser.add_argument("--media", type=Path, default=Path(os.environ.get("NONSITE_MEDIA", "")))
     parser.add_argument("--config", type=Path, default=PROJECT / "configs")
@@ -235,7 +244,7 @@ def main(argv=None) -> int:
         line = f"round {round_number}: naive {naive_frames / naive_s:.1f}"
         for workers, plates, looks in variants:
             run = run_pipeline(args.weights, cameras, steps, args.config, args.batch, workers, plates == "on",
-                               looks == "on")
+                               looks == "on", args.look_dwell)
             runs[(workers, plates, looks)].append(run)
             line += f", pipeline x{workers} plates {plates} classifiers {looks} {run[1].frames / run[0]:.1f}"
         print(line + " camera-frames/s")
