@@ -171,3 +171,26 @@ def weights_path() -> Path:
 @pytest.fixture(scope="session")
 def media_dir() -> Path:
     return required_file("NONSITE_MEDIA", "the folder of real test photos, e.g. ../shared/media")
+
+
+# ------------------------------------------------------------------ the page tests: one real headless Chromium
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    from web_harness import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (the page tests need the real browser)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def shots(request: pytest.FixtureRequest, tmp_path_factory) -> Path:
+    """Where the screenshots go: a temporary folder, or the one ``--screenshots`` names (``make screenshots``
+    passes docs/screenshots, the README's; a plain test run never writes there)."""
+    chosen = request.config.getoption("screenshots")
+    return Path(request.config.invocation_params.dir, chosen).resolve() if chosen else tmp_path_factory.mktemp("shots")

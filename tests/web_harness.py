@@ -363,3 +363,17 @@ def count_rows(harness: WebHarness, table: str) -> int:
 
     with harness.app.state.store.engine.connect() as connection:
         return connection.execute(select(func.count()).select_from(schema.METADATA.tables[table])).scalar()
+
+
+def log_in(browser, base_url: str, username: str, phone: bool = False, height: int = 820):
+    """A page of ``browser`` logged in as ``username`` (a phone's viewport with ``phone``), after the login page."""
+    size = {"width": 390, "height": 844} if phone else {"width": 1280, "height": height}
+    context = browser.new_context(viewport=size, device_scale_factor=1, locale="zh-CN",
+                                  timezone_id="Asia/Shanghai", is_mobile=phone, has_touch=phone)
+    page = context.new_page()
+    page.goto(f"{base_url}/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORDS[username])
+    page.click("#submit")
+    page.wait_for_url(lambda url: "/login" not in url)
+    return page

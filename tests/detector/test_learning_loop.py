@@ -1,13 +1,13 @@
 """The learning loop for camera spots (issue 10, item 4; "Done when"): people's decisions at a spot become
 labelled crops in the system of record, ``nonsite spots train`` turns them into the spot's own head, and the
-running detector takes it: the scene they rejected no longer alarms, a true violation there still does.
+running detector takes it: the scene they dismissed no longer alarms, a true violation there still does.
 
 Real media, real model, real history (SQLite; the web's own history writer and labeller), the real command.
 The spot is a still camera on ``parking_scooters_on_sidewalk_amsterdam_02.jpg``: a doorway with a utility
 box, where renovation boards lean (the generic ``material_piling`` head says 0.89 "pile"; at this spot the
-operators know they are a permitted renovation's and reject each alarm).  The same spot with the boards
-painted out is the empty pavement (0.23); real photos of dumped waste pasted onto it are true violations,
-which officers resolve and the camera verifies (each: a "present" crop of the case's first picture, an
+operators know they are a permitted renovation's and dismiss each alarm in review, 待审核).  The same spot
+with the boards painted out is the empty pavement (0.23); real photos of dumped waste pasted onto it are true
+violations, which officers resolve and the camera verifies (each: a "present" crop of the case's first picture, an
 "absent" crop of the picture the detector took when it ended).  Each episode's light differs a little (a
 gain), as days do.  The pile shown after retraining (``D04``) is one the head never saw.
 """
@@ -38,6 +38,7 @@ from nonsite.evidence import EvidenceStore
 from web.app import history_writer
 
 from conftest import PROJECT
+from test_scene_state import painted_out
 
 pytestmark = pytest.mark.model
 
@@ -53,17 +54,6 @@ PILES = {"D02": ("dumping/D02_amsterdam_009_1493312590043.jpg", (0.1, 0.3, 0.9, 
          "D04": ("dumping/D04_amsterdam_015_1471548808499.jpg", (0.1, 0.2, 0.9, 0.8))}
 GAINS = (0.85, 0.93, 1.0, 1.07, 1.15)
 EPISODE_S, STEP_S = 60, 5  # the scene for 60 s, then the empty pavement for 60 s
-
-
-def painted_out(image: np.ndarray, box) -> np.ndarray:
-    height, width = image.shape[:2]
-    mask = np.zeros((height, width), np.uint8)
-    mask[int(box[1] * height):int(box[3] * height), int(box[0] * width):int(box[2] * width)] = 255
-    small = cv2.inpaint(cv2.resize(image, (width // 4, height // 4)), cv2.resize(mask, (width // 4, height // 4)),
-                        5, cv2.INPAINT_TELEA)
-    out = cv2.resize(small, (width, height))
-    out[mask == 0] = image[mask == 0]
-    return out
 
 
 def pasted(scene: np.ndarray, photo: np.ndarray, source, target) -> np.ndarray:
@@ -130,8 +120,9 @@ class Spot:
                         zone_id=start.zone_id, grid_id="G01", state=to_state, first_seen=start.first_seen,
                         last_seen=start.observed_at, updated_at=(end or start).observed_at, evidence=evidence)
         event = CaseEvent(event_id=new_id(), incident_id=case.incident_id, seq=5, at=(end or start).observed_at,
-                          actor=actor, action=action, from_state="DISPATCHED", to_state=to_state,
-                          reason="renovation boards, permitted" if action == "reject" else "camera sees it gone")
+                          actor=actor, action=action, to_state=to_state,
+                          from_state="AWAITING_REVIEW" if action == "dismiss" else "RESOLVED",
+                          reason="renovation boards, permitted" if action == "dismiss" else "camera sees it gone")
         batch = []
         for record in (case, event):
             batch.append(Positioned(record, "test.records", 0, self.offset))
@@ -139,18 +130,18 @@ class Spot:
         self.writer.write(batch)
 
 
-def test_rejected_alarms_teach_the_spot_and_a_true_violation_still_alarms(tmp_path, weights_path, media_dir):
+def test_dismissed_alarms_teach_the_spot_and_a_true_violation_still_alarms(tmp_path, weights_path, media_dir):
     config = spot_config(tmp_path, weights_path)
     spot = Spot(config, weights_path)
     photo = cv2.imread(str(media_dir / SPOT_PHOTO))
-    empty = painted_out(photo, BOARDS)
+    empty = painted_out(photo, BOARDS, keep_outside=True)
     generic = spot.pipeline.classifiers.heads["material_piling"].model_hash
 
-    for gain in GAINS:  # the boards at the spot, five days: each an alarm, each rejected by the officer
+    for gain in GAINS:  # the boards at the spot, five days: each an alarm, each dismissed by an operator
         scene, gone = spot.episode(lit(photo, gain), lit(empty, gain))
         assert [e.kind for e in scene + gone] == ["start", "end"]
         assert scene[0].classifier.model == f"scene:{generic}"
-        spot.decide(scene[0], None, "reject", "O101", "REJECTED")
+        spot.decide(scene[0], None, "dismiss", "U001", "DISMISSED")
     for name, gain in zip(["D02", "D03", "bags", "sofa", "D01"], GAINS):  # waste dumped there: verified closures
         path, source = PILES[name]
         dumped = pasted(empty, cv2.imread(str(media_dir / path)), source, DUMPED)
@@ -160,11 +151,11 @@ def test_rejected_alarms_teach_the_spot_and_a_true_violation_still_alarms(tmp_pa
         spot.decide(scene[0], gone[0], "verify", "camera", "VERIFIED")
 
     stored = labels(spot.store.engine, "cam-spot")
-    assert sorted((x.label, x.action) for x in stored).count(("absent", "reject")) == 5
+    assert sorted((x.label, x.action) for x in stored).count(("absent", "dismiss")) == 5
     assert [x.label for x in stored if x.action == "verify"].count("present") == 5
     assert len([x for x in stored if x.action == "verify"]) == 10
     evidence = EvidenceStore(Path(spot.city.detector.evidence_dir))
-    first = next(x for x in stored if x.action == "reject")
+    first = next(x for x in stored if x.action == "dismiss")
     crop = cv2.imread(str(evidence.locate(first.crop_sha256)))
     assert crop is not None and crop.shape[:2] == zone_crop(photo, ZONE).shape[:2]  # the detector's cut of the zone
 

@@ -42,14 +42,18 @@ def embedder() -> ImageModel:
     return ImageModel.load(weights.parent / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
 
 
-def painted_out(image: np.ndarray, box) -> np.ndarray:
-    """The photo with ``box`` inpainted from what is around it (at a quarter of the size, then scaled back)."""
+def painted_out(image: np.ndarray, box, keep_outside: bool = False) -> np.ndarray:
+    """The photo with ``box`` inpainted from what is around it (at a quarter of the size, then scaled back; with
+    ``keep_outside``, the pixels outside ``box`` are the photo's own)."""
     height, width = image.shape[:2]
     mask = np.zeros((height, width), np.uint8)
     mask[int(box[1] * height):int(box[3] * height), int(box[0] * width):int(box[2] * width)] = 255
     small = cv2.inpaint(cv2.resize(image, (width // 4, height // 4)), cv2.resize(mask, (width // 4, height // 4)),
                         5, cv2.INPAINT_TELEA)
-    return cv2.resize(small, (width, height))
+    out = cv2.resize(small, (width, height))
+    if keep_outside:
+        out[mask == 0] = image[mask == 0]
+    return out
 
 
 def camera(zone_kind: str = "no_piling") -> Camera:

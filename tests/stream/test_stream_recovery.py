@@ -150,12 +150,16 @@ def run(tmp: Path, kills: int) -> tuple[dict, dict]:
     finally:
         worker.stop()
         inputs.close()
+    return collected(city, readers), info
+
+
+def collected(city: City, readers: dict[str, Reader]) -> dict:
+    """The run's :func:`outcome`, the readers closed after."""
     try:
-        result = outcome(city, readers)
+        return outcome(city, readers)
     finally:
         for reader in readers.values():
             reader.close()
-    return result, info
 
 
 def differing_fields(got: dict[str, dict], expected: dict[str, dict]) -> dict[str, dict]:

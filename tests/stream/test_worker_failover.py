@@ -18,7 +18,7 @@ import pytest
 
 from shutdown_support import wait_serving
 from stream_support import Inputs, WorkerProcess, make_city
-from test_stream_recovery import GRIDS, outcome, planned_detections, produce, readers_for, wait_count
+from test_stream_recovery import GRIDS, collected, planned_detections, produce, readers_for, wait_count
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 SESSION_TIMEOUT_S = 10.0  # stream.session_timeout_s: the survivor takes the dead one's partitions after this
@@ -78,15 +78,11 @@ def run(tmp: Path, kill: bool) -> tuple[dict, dict]:
         for worker in workers:
             worker.stop()
         inputs.close()
-    try:
-        result = outcome(city, readers)
-    finally:
-        for reader in readers.values():
-            reader.close()
-    return result, info
+    return collected(city, readers), info
 
 
-def test_a_worker_killed_mid_stream_leaves_its_districts_to_the_other_with_the_same_outcome(tmp_path: Path):
+def test_a_worker_killed_mid_stream_leaves_its_districts_to_the_other_with_the_same_outcome(kafka_bootstrap: str,
+                                                                                          tmp_path: Path):
     clean, _ = run(tmp_path / "clean", kill=False)
     killed, info = run(tmp_path / "killed", kill=True)
     print(f"worker failover: {info}")

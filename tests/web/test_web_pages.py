@@ -14,23 +14,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from web_harness import (CHROMIUM, CHROMIUM_ARGS, SCRIPT, WebHarness, alert, camera_status, dispatched_case,
-                         expected_figures, incident, publish_script, save_screenshot, start_web, stored_evidence,
+from web_harness import (SCRIPT, WebHarness, alert, camera_status, dispatched_case,
+                         expected_figures, incident, log_in, publish_script, save_screenshot, start_web, stored_evidence,
                          street_jpeg)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (the page tests need the real browser)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -38,29 +26,6 @@ def web(kafka_bootstrap: str, city, tmp_path_factory) -> WebHarness:
     harness = start_web(city, kafka_bootstrap, tmp_path_factory.mktemp("evidence"), outcome_wait_s=5.0)
     yield harness
     harness.stop()
-
-
-@pytest.fixture(scope="module")
-def shots(request: pytest.FixtureRequest, tmp_path_factory) -> Path:
-    """Where the screenshots go: a temporary folder, or the one ``--screenshots`` names (``make screenshots``
-    passes docs/screenshots, the README's; a plain test run never writes there)."""
-    chosen = request.config.getoption("screenshots")
-    if chosen:
-        return Path(request.config.invocation_params.dir, chosen).resolve()
-    return tmp_path_factory.mktemp("screenshots")
-
-
-def log_in(browser, web: WebHarness, username: str, password: str, phone: bool = False):
-    size = {"width": 390, "height": 844} if phone else {"width": 1280, "height": 820}
-    context = browser.new_context(viewport=size, device_scale_factor=1, locale="zh-CN",
-                                  timezone_id="Asia/Shanghai", is_mobile=phone, has_touch=phone)
-    page = context.new_page()
-    page.goto(f"{web.base_url}/login")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    page.click("#submit")
-    page.wait_for_url(lambda url: "/login" not in url)
-    return page
 
 
 def test_login_page_refuses_a_wrong_password(web: WebHarness, browser, shots: Path) -> None:
@@ -94,7 +59,7 @@ def test_wall_shows_a_new_incident_from_kafka_and_reassigns(web: WebHarness, bro
     web.publish("incidents", *backdrop)
     web.publish("camera_status", camera_status("cam-01", "online"), camera_status("cam-03", "online"),
                 camera_status("cam-04", "online"), camera_status("cam-02", "offline", "rtsp timeout"))
-    page = log_in(browser, web, "ops", "ops-demo")
+    page = log_in(browser, web.base_url, "ops")
     assert page.url.endswith("/wall")
     page.wait_for_selector("#conn:has-text('live')")
     page.wait_for_selector(f"article[data-id='{backdrop[2].incident_id}']")
@@ -146,7 +111,7 @@ def test_officer_resolves_a_task_with_a_photo(web: WebHarness, browser, shots: P
                                first_seen=datetime.now(timezone.utc) - timedelta(minutes=20))
     case, task = dispatched_case(web, "O101", evidence=[stored_evidence(web, "dog")], first_offence=True,
                                  state="ARRIVED")
-    page = log_in(browser, web, "zhangwei", "off-demo", phone=True)
+    page = log_in(browser, web.base_url, "zhangwei", phone=True)
     assert page.url.endswith("/officer")
     page.wait_for_selector(f"article[data-task='{task.task_id}']")
     assert page.locator(f"article[data-task='{other_task.task_id}']").count() == 0
@@ -185,7 +150,7 @@ def test_officer_resolves_a_task_with_a_photo(web: WebHarness, browser, shots: P
 def test_report_page_shows_the_scripted_closure_rate(web: WebHarness, browser, shots: Path) -> None:
     publish_script(web)
     expected = expected_figures(SCRIPT)
-    page = log_in(browser, web, "sup", "sup-demo")
+    page = log_in(browser, web.base_url, "sup")
     assert page.url.endswith("/reports")
     page.goto(f"{web.base_url}/reports?from=2026-10-01&to=2026-10-31&by=scenario")
     page.wait_for_selector("#total")
@@ -214,7 +179,7 @@ def test_no_page_breaks_a_rule_of_the_content_security_policy(web: WebHarness, b
               "zhangwei": ["/officer"]}
     dispatched_case(web, "O101", evidence=[stored_evidence(web, "policy")])
     for username, paths in visits.items():
-        page = log_in(browser, web, username, {"ops": "ops-demo", "sup": "sup-demo"}.get(username, "off-demo"))
+        page = log_in(browser, web.base_url, username)
         page.on("console", lambda message: violations.append(message.text)
                 if "Content Security Policy" in message.text else None)
         for path in paths:
@@ -224,7 +189,7 @@ def test_no_page_breaks_a_rule_of_the_content_security_policy(web: WebHarness, b
             assert page.evaluate("typeof esc") == "function", path  # the shared script ran
         page.context.close()
     assert violations == []
-    page = log_in(browser, web, "ops", "ops-demo")  # the check itself works: an inline script is reported
+    page = log_in(browser, web.base_url, "ops")  # the check itself works: an inline script is reported
     page.on("console", lambda message: violations.append(message.text)
             if "Content Security Policy" in message.text else None)
     page.evaluate("() => { const s = document.createElement('script'); s.textContent = 'window.x = 1'; "

@@ -20,8 +20,7 @@ from contract import Detection, new_id, to_iso
 from nonsite.config import load_city
 from stream.domain.dedup import CityMap
 from stream.domain.engine import incident_id_for
-from web_harness import CHROMIUM, CHROMIUM_ARGS, PASSWORDS, PROJECT, WebHarness, save_screenshot, start_web, \
-    stored_evidence
+from web_harness import PROJECT, WebHarness, log_in, save_screenshot, start_web, stored_evidence
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 USERNAMES = {"O101": "zhangwei", "O102": "lina", "O201": "wangqiang", "O202": "liuyang"}
@@ -48,37 +47,6 @@ def system(kafka_bootstrap: str, tmp_path_factory):
     yield web, worker
     web.stop()
     worker.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (the page tests need the real browser)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def shots(request: pytest.FixtureRequest, tmp_path_factory) -> Path:
-    chosen = request.config.getoption("screenshots")
-    return Path(request.config.invocation_params.dir, chosen).resolve() if chosen else tmp_path_factory.mktemp("shots")
-
-
-def log_in(browser, web: WebHarness, username: str, phone: bool = False):
-    size = {"width": 390, "height": 844} if phone else {"width": 1280, "height": 900}
-    context = browser.new_context(viewport=size, device_scale_factor=1, locale="zh-CN", timezone_id="Asia/Shanghai",
-                                  is_mobile=phone, has_touch=phone)
-    page = context.new_page()
-    page.goto(f"{web.base_url}/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORDS[username])
-    page.click("#submit")
-    page.wait_for_url(lambda url: "/login" not in url)
-    return page
 
 
 def raise_alarm(web: WebHarness, scenario: str, camera: str, zone: str, label: str) -> str:
@@ -121,7 +89,7 @@ def test_confirm_in_the_wall_dispatches_the_case_to_an_officer(system, browser, 
     officer_view = web.client("wangqiang").get(f"/api/incidents/{incident_id}")
     assert officer_view.status_code == 403 and tasks_of(web, incident_id) == []  # no officer sees an alarm
 
-    page = log_in(browser, web, "ops")
+    page = log_in(browser, web.base_url, "ops", height=900)
     card = f"#review-cards article[data-id='{incident_id}']"
     page.wait_for_selector(card, timeout=15000)
     assert page.locator(f"#cards article[data-id='{incident_id}']").count() == 0  # not among the cases
@@ -139,7 +107,7 @@ def test_confirm_in_the_wall_dispatches_the_case_to_an_officer(system, browser, 
     assert [h["action"] for h in case["history"]] == ["detect", "confirm", "dispatch"]
     assert case["history"][1]["actor"] == "U001"
     [task] = web.wait_for(lambda: tasks_of(web, incident_id), what="the task in the officer's list")
-    phone = log_in(browser, web, USERNAMES[case["officer_id"]], phone=True)
+    phone = log_in(browser, web.base_url, USERNAMES[case["officer_id"]], phone=True)
     phone.wait_for_selector(f"article[data-task='{task['task_id']}']", timeout=15000)
     phone.context.close()
     page.context.close()
@@ -159,7 +127,7 @@ def test_dismiss_in_the_wall_makes_no_task_and_the_report_counts_it(system, brow
     bare = web.client("ops").post(f"/api/incidents/{incident_id}/dismiss", json={"reason": "  "})
     assert bare.status_code == 422 and "reason" in bare.json()["error"]
 
-    page = log_in(browser, web, "ops")
+    page = log_in(browser, web.base_url, "ops", height=900)
     card = f"#review-cards article[data-id='{incident_id}']"
     page.wait_for_selector(card, timeout=15000)
     page.click(f"{card} button.dismiss")
@@ -185,7 +153,7 @@ def test_dismiss_in_the_wall_makes_no_task_and_the_report_counts_it(system, brow
     summary = web.client("sup").get("/api/reports/summary", params={**span, "by": "scenario"}).json()
     [piling] = [r for r in summary["rows"] if r["group"] == "material_piling"]
     assert (piling["dismissed_in_review"], piling["filed"], piling["false_alarms"]) == (1, 0, 0)
-    report = log_in(browser, web, "sup")
+    report = log_in(browser, web.base_url, "sup", height=900)
     report.goto(f"{web.base_url}/reports?from={span['from']}&to={span['to']}&by=scenario")
     report.wait_for_selector("#total")
     assert report.inner_text("tr[data-group='material_piling'] td.dismissed") == "1"

@@ -29,7 +29,7 @@ from web.app import create_app
 from web.auth import Principal
 
 from history_support import T0, make_incident, put
-from web_harness import CHROMIUM, CHROMIUM_ARGS, free_port, save_screenshot
+from web_harness import free_port, log_in, save_screenshot
 
 PROJECT = Path(__file__).resolve().parents[2]
 OPERATOR = Principal("U001", "ops", "指挥中心值班员 Ops duty operator", "operator")
@@ -279,12 +279,6 @@ def served(tmp_path: Path, media_dir: Path) -> Iterator[tuple[str, City, object]
     thread.join(15)
 
 
-@pytest.fixture
-def shots(request: pytest.FixtureRequest, tmp_path_factory) -> Path:
-    chosen = request.config.getoption("screenshots")
-    return Path(request.config.invocation_params.dir, chosen).resolve() if chosen else tmp_path_factory.mktemp("shots")
-
-
 def click_at(page, x: float, y: float) -> None:
     """A click at normalised image coordinates on the editor's picture."""
     box = page.locator("#overlay").bounding_box()
@@ -292,66 +286,54 @@ def click_at(page, x: float, y: float) -> None:
 
 
 @pytest.mark.slow
-def test_the_page_draws_a_zone_chooses_its_kind_moves_a_point_and_saves(served, shots: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
+def test_the_page_draws_a_zone_chooses_its_kind_moves_a_point_and_saves(served, browser, shots: Path) -> None:
     base_url, city, public = served
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (the page tests need the real browser)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_context(viewport={"width": 1280, "height": 860}, locale="zh-CN",
-                                   timezone_id="Asia/Shanghai").new_page()
-        page.goto(f"{base_url}/login")
-        page.fill("#username", "ops")
-        page.fill("#password", "ops-demo")
-        page.click("#submit")
-        page.wait_for_url(lambda url: "/login" not in url)
-        page.goto(f"{base_url}/zones?camera=cam-02")
-        page.wait_for_selector("li[data-zone='z-side-walk']")
-        page.wait_for_function("() => document.getElementById('snapshot').naturalWidth > 0")
-        assert public in page.get_attribute("#snapshot", "src")  # the public masked copy, never the original
-        assert "下次启动" in page.inner_text("#applies")
+    page = log_in(browser, base_url, "ops", height=860)
+    page.goto(f"{base_url}/zones?camera=cam-02")
+    page.wait_for_selector("li[data-zone='z-side-walk']")
+    page.wait_for_function("() => document.getElementById('snapshot').naturalWidth > 0")
+    assert public in page.get_attribute("#snapshot", "src")  # the public masked copy, never the original
+    assert "下次启动" in page.inner_text("#applies")
 
-        page.click("#new")
-        for x, y in ((0.55, 0.55), (0.95, 0.55), (0.95, 0.9), (0.55, 0.9)):
-            click_at(page, x, y)
-        page.click("#finish")
-        row = "li[data-index='1']"
-        page.select_option(f"{row} select.kind", "storefront")
-        page.fill(f"{row} input.name", "z-shop")
-        assert "占道经营" in page.inner_text(f"{row} .enables")
-        page.wait_for_selector("#preview li[data-scenario='road_occupation']:has-text('z-shop')")
-        page.wait_for_selector("#preview li[data-scenario='sidewalk_parking']:has-text('z-side-walk')")
-        page.wait_for_selector("#preview li[data-scenario='stray_dog']:has-text('whole frame')")
+    page.click("#new")
+    for x, y in ((0.55, 0.55), (0.95, 0.55), (0.95, 0.9), (0.55, 0.9)):
+        click_at(page, x, y)
+    page.click("#finish")
+    row = "li[data-index='1']"
+    page.select_option(f"{row} select.kind", "storefront")
+    page.fill(f"{row} input.name", "z-shop")
+    assert "占道经营" in page.inner_text(f"{row} .enables")
+    page.wait_for_selector("#preview li[data-scenario='road_occupation']:has-text('z-shop')")
+    page.wait_for_selector("#preview li[data-scenario='sidewalk_parking']:has-text('z-side-walk')")
+    page.wait_for_selector("#preview li[data-scenario='stray_dog']:has-text('whole frame')")
 
-        page.click("#new")
-        for x, y in ((0.7, 0.02), (0.9, 0.02), (0.9, 0.15)):
-            click_at(page, x, y)
-        page.click("#finish")
-        page.select_option("li[data-index='2'] select.kind", "privacy")
-        page.fill("li[data-index='2'] input.name", "upstairs window")
-        assert "涂黑" in page.inner_text("li[data-index='2'] .enables")
+    page.click("#new")
+    for x, y in ((0.7, 0.02), (0.9, 0.02), (0.9, 0.15)):
+        click_at(page, x, y)
+    page.click("#finish")
+    page.select_option("li[data-index='2'] select.kind", "privacy")
+    page.fill("li[data-index='2'] input.name", "upstairs window")
+    assert "涂黑" in page.inner_text("li[data-index='2'] .enables")
 
-        page.click("li[data-index='0'] .enables")  # select the kerb zone: its corners get handles
-        corner = page.locator("circle.handle[data-p='1']").bounding_box()
-        box = page.locator("#overlay").bounding_box()
-        page.mouse.move(corner["x"] + corner["width"] / 2, corner["y"] + corner["height"] / 2)
-        page.mouse.down()
-        page.mouse.move(box["x"] + 0.4 * box["width"], box["y"] + 0.45 * box["height"], steps=5)
-        page.mouse.up()
-        assert page.is_visible("#dirty")
-        save_screenshot(page, shots, "zones")
-        page.click("#save")
-        page.wait_for_selector(".result.applied:has-text('已保存')")
-        assert page.is_hidden("#dirty")
-        page.wait_for_selector("#changes li:has-text('1/0 → 2/1')")
+    page.click("li[data-index='0'] .enables")  # select the kerb zone: its corners get handles
+    corner = page.locator("circle.handle[data-p='1']").bounding_box()
+    box = page.locator("#overlay").bounding_box()
+    page.mouse.move(corner["x"] + corner["width"] / 2, corner["y"] + corner["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.4 * box["width"], box["y"] + 0.45 * box["height"], steps=5)
+    page.mouse.up()
+    assert page.is_visible("#dirty")
+    save_screenshot(page, shots, "zones")
+    page.click("#save")
+    page.wait_for_selector(".result.applied:has-text('已保存')")
+    assert page.is_hidden("#dirty")
+    page.wait_for_selector("#changes li:has-text('1/0 → 2/1')")
 
-        page.reload()
-        page.wait_for_selector("li[data-zone='z-shop']")
-        assert page.eval_on_selector("li[data-zone='z-shop'] select.kind", "s => s.value") == "storefront"
-        assert page.eval_on_selector("li[data-zone='upstairs window'] select.kind", "s => s.value") == "privacy"
-        browser.close()
+    page.reload()
+    page.wait_for_selector("li[data-zone='z-shop']")
+    assert page.eval_on_selector("li[data-zone='z-shop'] select.kind", "s => s.value") == "storefront"
+    assert page.eval_on_selector("li[data-zone='upstairs window'] select.kind", "s => s.value") == "privacy"
+    page.context.close()
 
     camera = load_city(city.root).camera("cam-02")
     kerb, shop = camera.zones
