@@ -377,3 +377,34 @@ def log_in(browser, base_url: str, username: str, phone: bool = False, height: i
     page.click("#submit")
     page.wait_for_url(lambda url: "/login" not in url)
     return page
+
+
+def worker_and_web(kafka_bootstrap: str, tmp: Path, tag: str, outcome_wait_s: float, **stream: Any
+                   ) -> Iterator[tuple["WebHarness", Any]]:
+    """A real worker and web app on a copy of configs/ with topics and app id of their own (``stream``: the
+    worker's settings changed), stopped when the generator is closed; for module fixtures."""
+    import shutil
+
+    import yaml
+
+    from contract import new_id
+    from nonsite.config import load_city
+    from stream.runtime.topics import create_topics
+    from stream_support import WorkerProcess
+
+    folder = tmp / "configs"
+    shutil.copytree(PROJECT / "configs", folder)
+    settings = yaml.safe_load((folder / "nonsite.yaml").read_text(encoding="utf-8"))
+    unique = f"{tag}{new_id()[:8]}"
+    settings["kafka"]["topics"] = {k: f"{unique}.{k.replace('_', '-')}" for k in settings["kafka"]["topics"]}
+    settings["stream"].update({"app_id": f"nonsite-{unique}", "data_dir": str(tmp / "worker"), **stream})
+    (folder / "nonsite.yaml").write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
+    city = load_city(folder)
+    create_topics(city)
+    worker = WorkerProcess(city, tmp).start()
+    web = start_web(city, kafka_bootstrap, tmp / "evidence", outcome_wait_s=outcome_wait_s, fresh_topics=False)
+    try:
+        yield web, worker
+    finally:
+        web.stop()
+        worker.stop()

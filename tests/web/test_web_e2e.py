@@ -4,41 +4,21 @@ report counts it.  Only the detector is replaced by records produced to the dete
 from __future__ import annotations
 
 import time
+from typing import Iterator
 
 import msgspec
 import pytest
-import yaml
 
-from nonsite.config import load_city
 from contract import CameraStatus, Detection, Evidence, new_id, to_iso
-from web_harness import PROJECT, WebHarness, start_web
+from web_harness import WebHarness, worker_and_web
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def e2e(kafka_bootstrap: str, tmp_path_factory) -> tuple[WebHarness, object]:
-    import shutil
-
-    from stream.runtime.topics import create_topics
-    from stream_support import WorkerProcess
-
-    tmp = tmp_path_factory.mktemp("e2e")
-    folder = tmp / "configs"
-    shutil.copytree(PROJECT / "configs", folder)
-    system = yaml.safe_load((folder / "nonsite.yaml").read_text(encoding="utf-8"))
-    tag = new_id()[:8]
-    system["kafka"]["topics"] = {k: f"e2e{tag}.{k.replace('_', '-')}" for k in system["kafka"]["topics"]}
-    system["stream"].update({"app_id": f"nonsite-e2e-{tag}", "tick_s": 0.5, "verify_grace_s": 1.0,
-                             "commit_interval_s": 0.5, "data_dir": str(tmp / "worker")})
-    (folder / "nonsite.yaml").write_text(yaml.safe_dump(system, allow_unicode=True), encoding="utf-8")
-    city = load_city(folder)
-    create_topics(city)
-    worker = WorkerProcess(city, tmp).start()
-    web = start_web(city, kafka_bootstrap, tmp / "evidence", outcome_wait_s=10.0, fresh_topics=False)
-    yield web, worker
-    web.stop()
-    worker.stop()
+def e2e(kafka_bootstrap: str, tmp_path_factory) -> Iterator[tuple[WebHarness, object]]:
+    yield from worker_and_web(kafka_bootstrap, tmp_path_factory.mktemp("e2e"), "e2e", outcome_wait_s=10.0,
+                              tick_s=0.5, verify_grace_s=1.0, commit_interval_s=0.5)
 
 
 def test_a_case_from_detection_to_closure_through_the_web(e2e) -> None:

@@ -6,7 +6,6 @@ Dismiss (with a reason) ends it with no task, and the supervisors' report counts
 Only the detector is replaced by records produced to the detections topic."""
 from __future__ import annotations
 
-import shutil
 import time
 import urllib.request
 from datetime import datetime, timedelta
@@ -14,13 +13,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 
 from contract import Detection, new_id, to_iso
-from nonsite.config import load_city
 from stream.domain.dedup import CityMap
 from stream.domain.engine import incident_id_for
-from web_harness import PROJECT, WebHarness, log_in, save_screenshot, start_web, stored_evidence
+from web_harness import WebHarness, log_in, save_screenshot, stored_evidence, worker_and_web
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 USERNAMES = {"O101": "zhangwei", "O102": "lina", "O201": "wangqiang", "O202": "liuyang"}
@@ -28,25 +25,8 @@ USERNAMES = {"O101": "zhangwei", "O102": "lina", "O201": "wangqiang", "O202": "l
 
 @pytest.fixture(scope="module")
 def system(kafka_bootstrap: str, tmp_path_factory):
-    from stream.runtime.topics import create_topics
-    from stream_support import WorkerProcess
-
-    tmp = tmp_path_factory.mktemp("review")
-    folder = tmp / "configs"
-    shutil.copytree(PROJECT / "configs", folder)
-    settings = yaml.safe_load((folder / "nonsite.yaml").read_text(encoding="utf-8"))
-    tag = new_id()[:8]
-    settings["kafka"]["topics"] = {k: f"rv{tag}.{k.replace('_', '-')}" for k in settings["kafka"]["topics"]}
-    settings["stream"].update({"app_id": f"nonsite-review-{tag}", "tick_s": 0.5, "commit_interval_s": 0.5,
-                               "data_dir": str(tmp / "worker")})
-    (folder / "nonsite.yaml").write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
-    city = load_city(folder)
-    create_topics(city)
-    worker = WorkerProcess(city, tmp).start()
-    web = start_web(city, kafka_bootstrap, tmp / "evidence", outcome_wait_s=20.0, fresh_topics=False)
-    yield web, worker
-    web.stop()
-    worker.stop()
+    yield from worker_and_web(kafka_bootstrap, tmp_path_factory.mktemp("review"), "rv", outcome_wait_s=20.0,
+                              tick_s=0.5, commit_interval_s=0.5)
 
 
 def raise_alarm(web: WebHarness, scenario: str, camera: str, zone: str, label: str) -> str:
