@@ -71,7 +71,7 @@ def register(app: faust.App, city: City, clock: Callable[[], float], instance: s
 
     make_flush_complete(app.producer.buffer)
     state = app.Table(STATE_TABLE, default=None, partitions=partitions)
-    changelog = ChangelogStore(state, changelog_topic_name(city, STATE_TABLE))
+    changelog = ChangelogStore(state.data, changelog_topic_name(city, STATE_TABLE))
     tables = Tables.over(changelog, reader=store_reader(state))
     app.stream_tables = tables  # type: ignore[attr-defined]
     engine = Engine(city, tables, city_map)

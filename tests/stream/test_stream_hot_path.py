@@ -11,6 +11,7 @@ from test_stream_logic import Harness, detection, envelopes, scripted_inputs
 from contract import wire
 from stream.domain.engine import Engine, InputFailed, Tables
 from stream.domain.intake import Envelope, _from_wire, _Wire, _wire_batch, pack, unpack
+from stream.runtime.changelog import ChangelogStore
 
 
 def test_a_cases_message_read_in_one_pass_holds_what_reading_each_input_gives(city):
@@ -95,3 +96,32 @@ def test_marks_order_detections_by_their_moment_whatever_the_form_of_its_time(ci
         out = h.feed("detections", sent)
         counts.append((out.resent, h.engine.tables.cases[incident.incident_id]["incident"]["detections"]))
     assert counts == [(1, 1), (0, 2), (1, 2), (1, 2), (0, 3), (1, 3)]
+
+
+def test_changelog_records_reusing_the_bytes_of_the_value_before_are_the_records_as_msgspec_writes_them(city):
+    store = ChangelogStore({}, "changelog")
+    engine = Engine(city, Tables.over(store))
+    envs = envelopes(city, scripted_inputs(city))
+    for number, start in enumerate(range(0, len(envs), 3)):
+        engine.handle_batch(envs[start:start + 3], at=(0, number))
+        pending, store.pending = store.pending, []
+        assert [store.encode(key, record) for key, record in pending] == [wire.encode(r) for _, r in pending]
+    assert store.reused > 0  # the shortcut was taken, not only the plain path
+
+
+def test_a_value_before_that_is_not_the_value_last_sent_is_encoded_itself():
+    store = ChangelogStore({}, "changelog")
+    first, second, redone_from = {"n": 1}, {"n": 2}, {"n": 1}
+    assert store.encode("k", [first, None, "in-1"]) == b'[{"n":1},null,"in-1"]'
+    assert store.encode("k", [second, first, "in-2"]) == b'[{"n":2},{"n":1},"in-2"]' and store.reused == 1
+    # a redone input: its value before is read back from the stored record, not the object last sent
+    assert store.encode("k", [second, redone_from, "in-2"]) == b'[{"n":2},{"n":1},"in-2"]' and store.reused == 1
+
+
+def test_the_changelog_keeps_the_bytes_of_a_bounded_number_of_keys():
+    store = ChangelogStore({}, "changelog")
+    store.RECENT_VALUES = 3
+    values = [{"n": n} for n in range(5)]
+    for n, value in enumerate(values):
+        store.encode(f"k{n}", [value, None, "in"])
+    assert list(store.recent) == ["k2", "k3", "k4"]
