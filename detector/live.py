@@ -99,6 +99,9 @@ def detect_loop(pipeline, live: LiveCameras, publisher, stop: threading.Event, o
         if frames:
             for event in pipeline.process(frames):
                 publisher.publish(event)
+            analysed = time.time()
+            for frame in frames:
+                metrics.SAMPLE_AGE.labels(camera=frame.camera_id).observe(max(0.0, analysed - frame.timestamp))
         for status in pipeline.due_statuses(now, known):
             publisher.publish(status)
         if once and not frames and all(r.ended for r in live.readers.values()):

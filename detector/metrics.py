@@ -32,6 +32,10 @@ FRAMES_DROPPED = Counter(f"{_PREFIX}_frames_dropped",
                          ["camera"], registry=REGISTRY)
 CAMERA_UP = Gauge(f"{_PREFIX}_camera_up", "1 while the camera delivers frames, 0 while it is offline",
                   ["camera"], registry=REGISTRY)
+SAMPLE_AGE = Histogram(f"{_PREFIX}_sample_age_seconds",
+                       "A sampled frame's capture stamp to the end of its analysis (model, tracking, rules)",
+                       ["camera"], buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0, 10.0, 30.0, 60.0),
+                       registry=REGISTRY)
 CAMERA_RECONNECTS = Counter(f"{_PREFIX}_camera_reconnects", "Attempts to reopen a camera after a failure",
                             ["camera"], registry=REGISTRY)
 
