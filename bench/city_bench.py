@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-at", default=None, help="counts the baseline runs at (default: the first)")
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds from the detector's start to measuring")
     parser.add_argument("--interval", type=float, default=2.0, help="each camera's sample interval")
-    parser.add_argument("--dwell", type=float, default=20.0, help="sidewalk_parking's dwell in the bench's config")
+    parser.add_argument("--dwell", type=float, default=60.0, help="sidewalk_parking's dwell in the bench's config")
     parser.add_argument("--clips", default="540p,1080p", help="which clips the streams take in turn")
     parser.add_argument("--per-server", type=int, default=10, help="streams per rtsp-server-perl process")
     parser.add_argument("--rss-every", type=float, default=10.0, help="seconds between RSS samples")

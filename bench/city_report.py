@@ -29,8 +29,8 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
 
 
-def summary(result: dict) -> dict[str, float]:
-    """The figures of one round (per second: over the measured window)."""
+def summary(result: dict, max_age: float = 2.0) -> dict[str, float]:
+    """The figures of one round (per second: over the measured window); kept up: p95 age <= ``max_age``."""
     series, seconds, n = series_of(result), result["seconds"], result["cameras"]
     cpu = result["cpu_per_s"]
     analysed = total(series, f"{AGE}_count")
@@ -40,7 +40,7 @@ def summary(result: dict) -> dict[str, float]:
     cameras = sorted(by_label(series, f"{AGE}_count", "camera"))
     camera_p95 = {c: quantile(series, AGE, 0.95, camera=c) for c in cameras}
     up = by_label(series, "nonsite_detector_camera_up", "camera")
-    kept_up = sum(1 for c, age in camera_p95.items() if age <= 2.0 and up.get(c, 0) >= 1)
+    kept_up = sum(1 for c, age in camera_p95.items() if age <= max_age and up.get(c, 0) >= 1)
     latencies = result["wall_latencies"]
     rss = result["rss"][-1][1] / 2**20 if result["rss"] else float("nan")
     growth = result["rss_growth"]
@@ -49,6 +49,7 @@ def summary(result: dict) -> dict[str, float]:
         "frames analysed /s": analysed / seconds, "needed /s": n / result["interval"],
         "through the model /s": inferred / seconds,
         "frames dropped": total(series, "nonsite_detector_frames_dropped_total"),
+        "violation starts /min": 60 * total(series, "nonsite_detector_violations_total", kind="start") / seconds,
         "age p50 s": quantile(series, AGE, 0.5), "age p95 s": quantile(series, AGE, 0.95),
         "worst camera p95 s": max(camera_p95.values(), default=float("nan")),
         "cameras kept up": kept_up, "cameras online": sum(1 for v in up.values() if v >= 1),
@@ -63,6 +64,7 @@ def summary(result: dict) -> dict[str, float]:
         "worker CPU s/s": cpu.get("worker", 0.0), "web CPU s/s": cpu.get("web", 0.0),
         "kafka CPU s/s": cpu.get("kafka", 0.0), "RTSP farm CPU s/s": cpu.get("farm", 0.0),
         "machine busy s/s": result["machine_busy_per_s"],
+        "  other work s/s": result["machine_busy_per_s"] - sum(cpu.values()),
         "detect RSS MB": rss, "RSS MB / cameras": rss / n,
         "RSS growth MB": growth["growth MB"], "reconnects": total(series, "nonsite_detector_camera_reconnects_total"),
         "detect SIGTERM exit s": result["detect_stop_s"] if result["detect_stop_s"] is not None else math.nan,
@@ -78,6 +80,8 @@ def limit(figures: dict[str, float]) -> str:
              f"RTSP farm {figures['RTSP farm CPU s/s']:.2f}, worker {figures['worker CPU s/s']:.2f}, web "
              f"{figures['web CPU s/s']:.2f}, Kafka {figures['kafka CPU s/s']:.2f}; machine busy "
              f"{figures['machine busy s/s']:.2f} of {CORES} cores")
+    parts += (f"; {figures['violation starts /min']:.1f} violation starts a minute, each drawing and masking its "
+              f"evidence on the pipeline thread (about 1-2 s of CPU at 540p-1080p: docs/privacy.md)")
     if pipeline >= PIPELINE_SATURATED:
         return f"the detector's one pipeline thread (a core): {parts}"
     if figures["machine busy s/s"] >= CORES * 0.9:
@@ -96,7 +100,7 @@ def round_line(figures: dict[str, float]) -> str:
 def report(results: list[dict], max_age: float) -> None:
     if not results:
         return
-    rows = [(f"{r['cameras']} {r['decoder']}", summary(r)) for r in results]
+    rows = [(f"{r['cameras']} {r['decoder']}", summary(r, max_age)) for r in results]
     print(f"\n{'':26}" + "".join(f"{name:>14}" for name, _ in rows))
     for key in rows[0][1]:
         print(f"{key:26}" + "".join(f"{figures[key]:>14.4g}" for _, figures in rows))
