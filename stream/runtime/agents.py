@@ -26,7 +26,7 @@ from contract import wire
 from contract.deadletter import dead_letter, failure_reason
 from nonsite.config import City
 from stream.runtime.changelog import ChangelogStore, read_range
-from stream.runtime.faust_fixes import make_flush_complete, store_reader
+from stream.runtime.faust_fixes import keep_undelivered_records, make_flush_complete, store_reader
 from stream.runtime.topics import STATE_TABLE, cases_topic_name, changelog_topic_name, partition_for
 from stream.domain.dedup import CityMap
 from stream.domain.engine import Engine, Outputs, Tables
@@ -70,6 +70,7 @@ def register(app: faust.App, city: City, clock: Callable[[], float], instance: s
             return [], [letter]
 
     make_flush_complete(app.producer.buffer)
+    keep_undelivered_records(metrics.rewound.inc)
     state = app.Table(STATE_TABLE, default=None, partitions=partitions)
     changelog = ChangelogStore(state.data, changelog_topic_name(city, STATE_TABLE))
     tables = Tables.over(changelog, reader=store_reader(state))

@@ -35,6 +35,9 @@ class StreamMetrics:
         self.skipped_refetched = Counter("nonsite_stream_refetched_inputs",
                                          "Cases-topic messages the Faust consumer skipped and the agent read itself",
                                          registry=registry)
+        self.rewound = Counter("nonsite_stream_rewound_partitions",
+                               "Partitions whose fetched records the Faust consumer did not deliver, sought back "
+                               "to them (stream/runtime/faust_fixes.py)", registry=registry)
         self.resent = Counter("nonsite_stream_resent_detections",
                               "Detections not newer than one applied for their violation (sent again): nothing counted",
                               registry=registry)
