@@ -48,6 +48,7 @@ def summary(result: dict, max_age: float = 2.0) -> dict[str, float]:
         "cameras": n, "seconds": seconds,
         "frames analysed /s": analysed / seconds, "needed /s": n / result["interval"],
         "through the model /s": inferred / seconds,
+        "frames sampled /s": total(series, "nonsite_detector_frames_read_total") / seconds,
         "frames dropped": total(series, "nonsite_detector_frames_dropped_total"),
         "violation starts /min": 60 * total(series, "nonsite_detector_violations_total", kind="start") / seconds,
         "age p50 s": quantile(series, AGE, 0.5), "age p95 s": quantile(series, AGE, 0.95),
@@ -61,6 +62,8 @@ def summary(result: dict, max_age: float = 2.0) -> dict[str, float]:
         "  pipeline thread s/s": result["detect_main_per_s"], "  other threads s/s": result["detect_other_per_s"],
         "  model s/s": model_s / seconds, "  model ms per frame": 1000 * model_s / inferred if inferred else math.nan,
         "  frames per model call": inferred / calls if calls else math.nan,
+        "  pipeline CPU ms a frame": 1000 * result["detect_main_per_s"] * seconds / analysed if analysed else math.nan,
+        "  other CPU ms a camera-s": 1000 * result["detect_other_per_s"] / n,
         "worker CPU s/s": cpu.get("worker", 0.0), "web CPU s/s": cpu.get("web", 0.0),
         "kafka CPU s/s": cpu.get("kafka", 0.0), "RTSP farm CPU s/s": cpu.get("farm", 0.0),
         "machine busy s/s": result["machine_busy_per_s"],
@@ -82,6 +85,12 @@ def limit(figures: dict[str, float]) -> str:
              f"{figures['machine busy s/s']:.2f} of {CORES} cores")
     parts += (f"; {figures['violation starts /min']:.1f} violation starts a minute, each drawing and masking its "
               f"evidence on the pipeline thread (about 1-2 s of CPU at 540p-1080p: docs/privacy.md)")
+    per_frame, per_camera = figures["  pipeline CPU ms a frame"] / 1000, figures["  other CPU ms a camera-s"] / 1000
+    if per_frame > 0:
+        parts += (f". By these CPU costs one pipeline core carries {figures['needed /s'] / figures['cameras']:.2f} "
+                  f"frames/s per camera for {1 / per_frame / (figures['needed /s'] / figures['cameras']):.0f} cameras, "
+                  f"and 150 cameras need {150 * figures['needed /s'] / figures['cameras'] * per_frame:.2f} s/s of "
+                  f"pipeline and {150 * per_camera:.2f} s/s of reading")
     if pipeline >= PIPELINE_SATURATED:
         return f"the detector's one pipeline thread (a core): {parts}"
     if figures["machine busy s/s"] >= CORES * 0.9:

@@ -2,9 +2,9 @@
 ``nonsite detect``, each the real CLI in its own process, on a temporary copy of ``configs/``.
 
 :func:`city_config` writes the copy: topics and app id of its own (so rounds never see each other's cases),
-``cameras`` cameras reading the given RTSP URLs, each with four ``sidewalk`` zones (the quarters of the
-frame: a car standing still in any of them is ``sidewalk_parking``) and its own place, 200 m apart, so the
-worker's cross-camera dedup never joins two cameras' cases.
+``cameras`` cameras reading the given RTSP URLs, every ``zoned_every``-th with four ``sidewalk`` zones (the
+quarters of the frame: a car standing still in any of them is ``sidewalk_parking``), each with its own place,
+about 220 m apart, so the worker's cross-camera dedup never joins two cameras' cases.
 
 Example::
 
@@ -45,18 +45,19 @@ def port_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def camera_entries(urls: list[str], interval_s: float) -> list[dict]:
-    """One camera per URL, ids ``cam-000`` ..., grids G01 and G02 in turn, 0.002° of latitude apart (~220 m)."""
+def camera_entries(urls: list[str], interval_s: float, zoned_every: int = 1) -> list[dict]:
+    """One camera per URL, ids ``cam-000`` ..., grids G01 and G02 in turn, 0.002° of latitude apart (~220 m);
+    every ``zoned_every``-th camera (from the first) has the four sidewalk zones, the others none."""
     return [{"id": f"cam-{n:03d}", "name": f"bench camera {n}", "source": url,
              "location": {"lat": round(30.0 + 0.002 * n, 6), "lon": 104.0, "address": f"bench street {n}"},
              "grid": "G01" if n % 2 == 0 else "G02", "sample_interval_s": interval_s,
              "zones": [{"id": f"z-{name}", "kind": "sidewalk", "polygon": polygon}
-                       for name, polygon in QUARTERS.items()]}
+                       for name, polygon in QUARTERS.items()] if n % zoned_every == 0 else []}
             for n, url in enumerate(urls)]
 
 
 def city_config(folder: Path, urls: list[str], tag: str, decoder: str, interval_s: float, dwell_s: float,
-                bootstrap: str = "localhost:9092") -> Path:
+                bootstrap: str = "localhost:9092", zoned_every: int = 1) -> Path:
     """``folder/configs``: configs/ with these cameras, topics ``<tag>.*``, app id ``nonsite-<tag>``, the
     ``sidewalk_parking`` dwell ``dwell_s``, state, evidence, spool and history under ``folder``."""
     configs = folder / "configs"
@@ -76,7 +77,7 @@ def city_config(folder: Path, urls: list[str], tag: str, decoder: str, interval_
         if scenario["id"] == "sidewalk_parking":
             scenario["dwell_s"] = dwell_s
     (configs / "scenarios.yaml").write_text(yaml.safe_dump(scenarios, allow_unicode=True), encoding="utf-8")
-    cameras = {"cameras": camera_entries(urls, interval_s)}
+    cameras = {"cameras": camera_entries(urls, interval_s, zoned_every)}
     (configs / "cameras.yaml").write_text(yaml.safe_dump(cameras, allow_unicode=True), encoding="utf-8")
     return configs
 
