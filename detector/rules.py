@@ -236,7 +236,8 @@ class CameraRules:
                                         xyxy=track.xyxy, confidence=track.confidence)
             return
         if violation.track.track_id != track.track_id:  # the same object, tracked again
-            del self._open[(scenario.id, violation.track.track_id)]
+            # already re-keyed when the new track took it over but stood off its spot (the return below)
+            self._open.pop((scenario.id, violation.track.track_id), None)
             self._open[key] = violation
         if scenario.rule != "unaccompanied" and \
                 displacement(violation.anchor, track.xyxy, frame.shape) > scenario.max_displacement:

@@ -203,6 +203,25 @@ def test_a_started_vehicle_stays_while_its_box_covers_its_spot():
     assert strict == [(120, "start"), (139, "end")]  # the rule before: any drift ended it
 
 
+def test_a_new_track_beside_a_moved_vehicles_spot_does_not_crash_the_rules():
+    """Found by the live load test (bench/city_bench.py): a lost started car whose box had grown off its spot is
+    taken over by a new track that stands beside that box but off the spot; the next frame re-keyed the
+    violation a second time and raised KeyError, which ended ``nonsite detect``."""
+    spot, grown = (0.30, 0.55, 0.50, 0.80), (0.30, 0.55, 0.56, 0.92)
+    beside = (0.36, 0.60, 0.62, 0.97)  # IoU 0.50 with the grown box, 0.24 with the spot
+    car = Track(1, "car", 0.8, spot, 0.0, 0.0, spot)
+    other = Track(7, "car", 0.8, beside, 155.0, 155.0, beside)
+
+    def script(second: int) -> list[Track]:
+        if second < 150:
+            return [seen_at(car, spot if second < 130 else grown, second)]
+        return [seen_at(other, beside, second)] if 155 <= second < 400 else []
+
+    events = drive(script, 600)
+    assert [(e[0], e[1], e[3]) for e in events] == [(120, "start", 1), (159, "end", 1), (280, "start", 7),
+                                                    (340, "update", 7), (409, "end", 7)]
+
+
 # ------------------------------------------------------------------------------------------- config
 def test_class_groups_are_validated(tmp_path):
     with pytest.raises(ValidationError, match="class 'car' is in two groups: 'vehicle' and 'parked'"):
