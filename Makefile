@@ -13,7 +13,7 @@ ifneq ($(wildcard $(SHARED)/media),)
 export NONSITE_MEDIA ?= $(SHARED)/media
 endif
 
-.PHONY: demo test test-known-defects screenshots install kafka-jars kafka-start kafka-stop clean
+.PHONY: demo test screenshots install kafka-jars kafka-start kafka-stop clean
 
 # Every process's extra (detector, worker, web) and the test tools: the suite runs them all.
 $(BIN)/nonsite: pyproject.toml
@@ -32,10 +32,6 @@ demo: install
 
 test: install kafka-jars
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
-
-# The tests of defects still open (docs/stream.md names them): they fail some runs until fixed
-test-known-defects: install kafka-jars
-	$(BIN)/python -m pytest -m known_defect $(PYTEST_ARGS)
 
 # The README's pictures (docs/screenshots/*.png), only on request: the page tests in real headless Chromium
 # on their own local Kafka, saving their captures there instead of a temporary folder.

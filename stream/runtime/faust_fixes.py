@@ -83,7 +83,8 @@ def keep_undelivered_records(on_rewind: Optional[Callable[[int], None]] = None) 
         if wanted is not None and not wanted:
             return {}
         records = _Fetched(await fetch(self, consumer, wanted, timeout=timeout, max_records=max_records))
-        records.assignment = consumer._subscription.subscription.assignment
+        subscription = consumer._subscription.subscription
+        records.assignment = subscription.assignment if subscription is not None else None
         states = {tp: records.assignment.state_value(tp) for tp in records} if records.assignment else {}
         records.positions = {tp: state.position for tp, state in states.items()
                              if state is not None and state.has_valid_position}
@@ -140,7 +141,11 @@ def keep_undelivered_records(on_rewind: Optional[Callable[[int], None]] = None) 
                 firsts[tp] = rest[0]
         if not firsts:
             return
-        moved = await self._thread.call_thread(rewind, self._thread, records.assignment, firsts, records.positions)
+        try:
+            moved = await self._thread.call_thread(rewind, self._thread, records.assignment, firsts, records.positions)
+        except Exception as exc:  # noqa: BLE001  (as before this fix: the records stay lost, the consumer goes on)
+            log.warning("faust consumer: could not seek back to undelivered records", error=repr(exc))
+            return
         if moved:
             log.info("faust consumer: fetched records not delivered, sought back", partitions=moved)
             hook = Consumer.getmany.on_rewind  # type: ignore[attr-defined]
