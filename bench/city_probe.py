@@ -76,7 +76,8 @@ class WallListener:
                         elif line.startswith("data:"):
                             self._event(kind, line[5:].strip(), time.time(), parse_iso)
         except Exception as exc:  # reported in the round's result; the bench goes on without latencies
-            self.error = f"{type(exc).__name__}: {exc}"
+            if not self._stop.is_set():  # not the web app stopping at the end of the round
+                self.error = f"{type(exc).__name__}: {exc}"
             self.connected.set()
 
     def _event(self, kind: str, data: str, received: float, parse_iso) -> None:
