@@ -464,3 +464,43 @@ def test_rtsp_stream_is_read_then_cut_and_restored(rtsp_server_binary, ffmpeg, r
         if reader is not None:
             reader.stop()
         stream.cut()
+
+
+def test_the_detect_loop_records_each_analysed_frames_age_from_capture_to_the_end_of_its_analysis():
+    from detector.live import detect_loop
+
+    captured = time.time() - 1.5
+    analysed_frames: list = []
+
+    class OneFrameReader:
+        ended = True
+
+        def __init__(self) -> None:
+            self.frames = [Frame("cam-age", np.zeros((4, 4, 3), np.uint8), captured, 0)]
+
+        def latest(self):
+            return self.frames.pop() if self.frames else None
+
+    class Live:
+        readers = {"cam-age": OneFrameReader()}
+
+        def take_transitions(self):
+            return []
+
+    class Pipeline:
+        cameras: dict = {}
+
+        def process(self, frames):
+            analysed_frames.extend(frames)
+            time.sleep(0.2)  # the analysis: its time is in the age
+            return []
+
+        def due_statuses(self, now, known):
+            return []
+
+    count = lambda: metrics.sample("nonsite_detector_sample_age_seconds_count", {"camera": "cam-age"})  # noqa: E731
+    total = lambda: metrics.sample("nonsite_detector_sample_age_seconds_sum", {"camera": "cam-age"})  # noqa: E731
+    count_before, total_before = count(), total()
+    detect_loop(Pipeline(), Live(), publisher=None, stop=threading.Event(), once=True)
+    assert len(analysed_frames) == 1 and count() - count_before == 1
+    assert 1.7 <= total() - total_before < 5.0
