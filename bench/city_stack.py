@@ -27,6 +27,8 @@ from typing import Optional
 
 import yaml
 
+from rtsp_farm import Running
+
 PROJECT = Path(__file__).resolve().parents[1]
 QUARTERS = {"nw": [[0, 0], [0.5, 0], [0.5, 0.5], [0, 0.5]], "ne": [[0.5, 0], [1, 0], [1, 0.5], [0.5, 0.5]],
             "sw": [[0, 0.5], [0.5, 0.5], [0.5, 1], [0, 1]], "se": [[0.5, 0.5], [1, 0.5], [1, 1], [0.5, 1]]}
@@ -96,7 +98,7 @@ def start_kafka(folder: Path) -> tuple[str, Optional[object]]:
     raise SystemExit("no free port pair for a local Kafka")
 
 
-class CityStack:
+class CityStack(Running):
     """The worker and the web app of one round's city, then ``nonsite detect`` on its cameras."""
 
     def __init__(self, configs: Path, bootstrap: str, folder: Path):
@@ -106,17 +108,6 @@ class CityStack:
         self.processes: dict[str, subprocess.Popen] = {}
         self.web_port = free_port()
         self.metrics_port = free_port()
-
-    def __enter__(self) -> "CityStack":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def start(self) -> None:
         from nonsite.config import load_city

@@ -63,18 +63,16 @@ def prepare_clips(media: Path, folder: Path, clips: tuple[Clip, ...] | list[Clip
     return prepared
 
 
-class RtspFarm:
-    """``cameras`` streams, clips taken in turn, ``per_server`` to an rtsp-server-perl process."""
+class Running:
+    """A context manager over ``start()`` and ``stop()``: stopped again when the start fails half-way."""
 
-    def __init__(self, clips: list[PreparedClip], cameras: int, per_server: int, folder: Path):
-        self.clips, self.cameras, self.per_server, self.folder = clips, cameras, max(1, per_server), folder
-        self.servers: list[subprocess.Popen] = []
-        self.pushers: list[subprocess.Popen] = []
-        self.urls: list[str] = []
-        self._log = None
-        self._next_port = SERVER_PORTS[0]  # blocks handed out only go up: none overlap
+    def start(self) -> None:
+        raise NotImplementedError
 
-    def __enter__(self) -> "RtspFarm":
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):  # -> the subclass
         try:
             self.start()
         except BaseException:
@@ -84,6 +82,18 @@ class RtspFarm:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class RtspFarm(Running):
+    """``cameras`` streams, clips taken in turn, ``per_server`` to an rtsp-server-perl process."""
+
+    def __init__(self, clips: list[PreparedClip], cameras: int, per_server: int, folder: Path):
+        self.clips, self.cameras, self.per_server, self.folder = clips, cameras, max(1, per_server), folder
+        self.servers: list[subprocess.Popen] = []
+        self.pushers: list[subprocess.Popen] = []
+        self.urls: list[str] = []
+        self._log = None
+        self._next_port = SERVER_PORTS[0]  # blocks handed out only go up: none overlap
 
     def start(self) -> None:
         server_binary, ffmpeg = _tool("rtsp-server-perl", "rtsp-server-perl"), _tool("ffmpeg", "ffmpeg")
