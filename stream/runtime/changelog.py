@@ -22,9 +22,10 @@ class ChangelogStore:
     A record is ``[value, value_before, input_id]`` (:mod:`stream.state.journal`), and ``value_before``
     is, but for a redone input, the very object this store sent as the key's value last time.  So the
     bytes of the latest values sent are kept (``RECENT_VALUES`` keys) and reused for ``value_before``
-    when it is that object: a case is written by every unit that touches it, and encoding it once
-    instead of twice is a third of the changelog's cost (bench/stream_bench.py).  Stored values are
-    never changed in place (the engine replaces them), so the kept bytes stay true.
+    when it is that object: a case is written by every unit that touches it, and is now encoded once
+    instead of twice (``bench/stream_stages.py`` times this stage).  Stored values are never changed
+    in place (the engine replaces them), so the kept bytes stay true; they cost up to ``RECENT_VALUES``
+    records' worth of memory.
     """
 
     RECENT_VALUES = 4096
