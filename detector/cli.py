@@ -286,6 +286,7 @@ def evidence_verify(args: argparse.Namespace, city: Optional[City]) -> int:
 def detect(args: argparse.Namespace, city: Optional[City]) -> int:
     from detector import metrics
     from detector.camera_reader import CameraReader
+    from detector.evidence_stage import EvidenceStage
     from detector.live import LiveCameras, detect_loop, shutdown
     from detector.pipeline import Pipeline
     from nonsite.evidence import EvidenceStore
@@ -319,13 +320,15 @@ def detect(args: argparse.Namespace, city: Optional[City]) -> int:
     share = _join_group(city, group) if group else None
     live.run({} if share else {c.id: c for c in cameras})
     stop = StopSignal()
+    evidence = EvidenceStage(pipeline.finish, publisher.publish, stop=stop.event).start()
     previous = {s: signal.signal(s, stop.received) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        detect_loop(pipeline, live, publisher, stop.event, args.once, share)
+        detect_loop(pipeline, live, evidence, stop.event, args.once, share)
+        evidence.drain()  # --once: every event of the files, with its evidence (a stop ends the wait)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        shutdown(live, publisher, share)
+        shutdown(live, publisher, share, evidence=evidence)
     stats = pipeline.stats
     log.info("detector stopped", frames=stats.frames, inferred=stats.inferred, skipped=stats.skipped,
              events=stats.events, spool=publisher.spool_depth)

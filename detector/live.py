@@ -1,19 +1,22 @@
-"""The live loop of ``nonsite detect``: the readers of the cameras this process runs -> one pipeline -> Kafka.
+"""The live loop of ``nonsite detect``: the readers of the cameras this process runs -> one pipeline -> the
+evidence stage (pictures stored on a thread of its own, :mod:`detector.evidence_stage`) -> Kafka.
 
 Without a group every enabled camera runs for the life of the process.  With ``detector.sharing.group``
 (:mod:`detector.sharing`) the set follows the consumer group: :meth:`LiveCameras.run` starts the readers of
 cameras gained and stops those lost, and the pipeline keeps the state of the cameras that stay.
 
 A stop (SIGTERM, SIGINT) ends the process within :data:`STOP_WITHIN_S` even while Kafka is down: the group is
-left, the readers are stopped together, and what Kafka has not acknowledged is written to the spool on disk,
-sent at the next start (:func:`shutdown`).
+left, the readers are stopped together, the evidence stage finishes what it holds, and what Kafka has not
+acknowledged is written to the spool on disk, sent at the next start (:func:`shutdown`).
 
 Example::
 
     >>> live = LiveCameras(pipeline, lambda camera: CameraReader(camera))           # doctest: +SKIP
     >>> live.run({c.id: c for c in city.cameras})                                    # doctest: +SKIP
     (['cam-01', 'cam-02'], [])
-    >>> detect_loop(pipeline, live, publisher, stop=threading.Event(), once=False)  # doctest: +SKIP
+    >>> stage = EvidenceStage(pipeline.finish, publisher.publish, stop=stop).start()   # doctest: +SKIP
+    >>> detect_loop(pipeline, live, stage, stop=stop, once=False)                     # doctest: +SKIP
+    >>> shutdown(live, publisher, evidence=stage)                                     # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ log = structlog.get_logger("detector.live")
 
 STOP_WITHIN_S = 8.0  # under the 10 s a supervisor (systemd, Docker) waits before SIGKILL
 READERS_STOP_S = 2.0  # a reader blocked in a read is left behind after this (its thread is a daemon)
+PUBLISHER_RESERVE_S = 4.0  # of the stop's time, what the evidence stage's drain leaves to the publisher and group
 
 
 class LiveCameras:
@@ -78,7 +82,10 @@ class LiveCameras:
 
 
 def detect_loop(pipeline, live: LiveCameras, publisher, stop: threading.Event, once: bool, share=None) -> None:
-    """Take the newest frame of every camera, run them as one batch, publish; until stopped (or all ended)."""
+    """Take the newest frame of every camera, run them as one batch, publish; until stopped (or all ended).
+
+    ``publisher``: the evidence stage (:class:`~detector.evidence_stage.EvidenceStage`), which takes the pipeline's
+    pending detections and every other record in one queue, and publishes them in that order."""
     known: dict[str, tuple[bool, str]] = {}  # camera id -> (online, reason) as its reader last reported
     while not stop.is_set():
         owned = share.changed() if share is not None else None
@@ -97,11 +104,12 @@ def detect_loop(pipeline, live: LiveCameras, publisher, stop: threading.Event, o
             publisher.publish(pipeline.status(camera_id, now, "online" if online else "offline", reason))
         frames = [f for f in (r.latest() for r in live.readers.values()) if f is not None]
         if frames:
-            for event in pipeline.process(frames):
-                publisher.publish(event)
-            analysed = time.time()
+            pending = pipeline.analyse(frames)
+            analysed = time.time()  # the evidence is stored after this, on the evidence stage's thread
             for frame in frames:
                 metrics.SAMPLE_AGE.labels(camera=frame.camera_id).observe(max(0.0, analysed - frame.timestamp))
+            for event in pending:
+                publisher.publish(event)  # may wait while the evidence stage is full
         for status in pipeline.due_statuses(now, known):
             publisher.publish(status)
         if once and not frames and all(r.ended for r in live.readers.values()):
@@ -110,8 +118,10 @@ def detect_loop(pipeline, live: LiveCameras, publisher, stop: threading.Event, o
             stop.wait(0.05)
 
 
-def shutdown(live: LiveCameras, publisher, share=None, within_s: float = STOP_WITHIN_S) -> None:
-    """Leave the group, stop the readers, hand Kafka what it takes in the time left; the rest goes to the spool."""
+def shutdown(live: LiveCameras, publisher, share=None, within_s: float = STOP_WITHIN_S, evidence=None) -> None:
+    """Leave the group, stop the readers, let the evidence stage finish what it holds (its late ones with the
+    originals alone, :meth:`~detector.evidence_stage.EvidenceStage.close`), hand Kafka what it takes in the time
+    left; the rest goes to the spool."""
     deadline = time.monotonic() + within_s
 
     def left() -> float:
@@ -121,6 +131,8 @@ def shutdown(live: LiveCameras, publisher, share=None, within_s: float = STOP_WI
     if share is not None:
         share.leave()  # its thread leaves the group meanwhile
     live.stop(min(READERS_STOP_S, left()))
+    if evidence is not None:
+        evidence.close(drain_s=max(0.0, left() - PUBLISHER_RESERVE_S))
     # Kafka known to be down: straight to the spool, rather than waiting for it until the deadline
     publisher.close(timeout=max(0.5, left() - 2.5) if publisher.kafka_up else 0.5)
     if share is not None:

@@ -144,7 +144,8 @@ class MaskingStats:
 
 @dataclass
 class EvidenceMasker:
-    """Stores evidence pictures with their masked copies; not thread-safe (the pipeline drives it)."""
+    """Stores evidence pictures with their masked copies; not thread-safe (one thread drives it: the evidence
+    stage's, live, or the pipeline's, offline)."""
 
     settings: MaskingSettings
     store: EvidenceStore

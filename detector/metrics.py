@@ -67,6 +67,17 @@ DETECTIONS = Counter(f"{_PREFIX}_detections", "Objects the model reported, by cl
 VIOLATIONS = Counter(f"{_PREFIX}_violations", "Violation events by scenario and kind (start, update, end)",
                      ["scenario", "kind"], registry=REGISTRY)
 
+# ------------------------------------------------------------------ evidence (detector/evidence_stage.py)
+EVIDENCE_QUEUE = Gauge(f"{_PREFIX}_evidence_queue_depth",
+                       "Records in the evidence stage not yet handed to the publisher (the one in its render included)",
+                       registry=REGISTRY)
+EVIDENCE_RENDER_SECONDS = Histogram(f"{_PREFIX}_evidence_render_seconds",
+                                    "Wall time to store one detection's evidence pictures with their masked copies",
+                                    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0), registry=REGISTRY)
+EVIDENCE_WAITED = Counter(f"{_PREFIX}_evidence_backpressure_seconds",
+                          "Time the detect loop waited for room in the evidence stage's full queue",
+                          registry=REGISTRY)
+
 # ------------------------------------------------------------------ publishing (detector/publisher.py)
 EVENTS_PUBLISHED = Counter(f"{_PREFIX}_events_published", "Records acknowledged by Kafka, by topic",
                            ["topic"], registry=REGISTRY)

@@ -5,7 +5,10 @@ One :class:`Pipeline` serves every camera of a process.  :meth:`Pipeline.process
 frames (any cameras, each with its own timestamp), runs the model once on the frames that need it,
 and returns the violation events (:class:`contract.Detection`) due at those frame times.  It
 only depends on frames with timestamps, so the same code runs live cameras (readers) and offline
-files (:func:`run_offline`), and tests drive it on a simulated clock.
+files (:func:`run_offline`), and tests drive it on a simulated clock.  :meth:`Pipeline.analyse` is the same
+chain without the evidence pictures: it returns them to store (:class:`~detector.evidence_stage.Pending`), which
+the live loop leaves to the evidence stage's thread (:mod:`detector.evidence_stage`), and :meth:`Pipeline.process`
+stores inline.
 
 Example::
 
@@ -25,15 +28,15 @@ from typing import Iterable, Iterator, Optional, Protocol, Sequence
 import numpy as np
 import structlog
 
-from contract import CameraStatus, Classification, Detection, Evidence, new_id, to_iso
-from contract.fields import EvidenceKind
+from contract import CameraStatus, Classification, Detection, new_id, to_iso
 from detector import metrics
-from detector.annotate import Drawn, annotate, caption, encode_jpeg
+from detector.annotate import Drawn, annotate, caption
 from detector.background import StaticForeground
 from detector.classify.loading import Classifiers, load_classifiers
 from detector.classify.scenes import SceneWatcher
+from detector.evidence_stage import EvidenceWriter, Pending, Picture
 from detector.inference import DetectedObject, Timer, report_missing_classes
-from detector.masking import EvidenceMasker, Render
+from detector.masking import EvidenceMasker
 from detector.motion import GateDecision, MotionGate, thumbnail
 from detector.plates.reader import PlateReader
 from detector.plates.stage import PlateStage
@@ -127,6 +130,7 @@ class Pipeline:
         if evidence is not None and settings.masking.enabled:
             reader = self.plates.reader if self.plates is not None else plate_reader
             self.masker = EvidenceMasker(settings.masking, evidence, reader)
+        self.writer = EvidenceWriter(evidence, self.masker) if evidence is not None else None
         self.missing_class_lines = report_missing_classes([watched[k] for k in sorted(watched)], model_classes) \
             if report_missing else []
 
@@ -158,13 +162,19 @@ class Pipeline:
 
     # ------------------------------------------------------------------ the chain
     def process(self, frames: Sequence[FrameLike]) -> list[Detection]:
-        """Run one batch of frames (any cameras, in time order per camera); returns the events due."""
+        """Run one batch of frames (any cameras, in time order per camera); returns the events due, with their
+        evidence stored."""
+        return [self.finish(pending) for pending in self.analyse(frames)]
+
+    def analyse(self, frames: Sequence[FrameLike]) -> list[Pending]:
+        """:meth:`process` less storing the evidence: the events due, each with the pictures still to store
+        (:meth:`finish`, on any thread: it touches no camera's state)."""
         frames = [f for f in frames if f.camera_id in self.cameras]
         for frame in frames:  # before anything looks at the frame or keeps it
             self.cameras[frame.camera_id].blackout.apply(frame.image)
         gated = {id(f): self._gate(f) for f in frames}
         detections = self._infer([f for f in frames if gated[id(f)][0].infer])
-        events: list[Detection] = []
+        events: list[Pending] = []
         for frame in frames:
             state = self.cameras[frame.camera_id]
             decision, small = gated[id(frame)]
@@ -201,7 +211,7 @@ class Pipeline:
         return found
 
     def _after_inference(self, state: CameraState, frame: FrameLike, found: Optional[list[DetectedObject]],
-                         scene_changed: bool, small: Optional[np.ndarray]) -> list[Detection]:
+                         scene_changed: bool, small: Optional[np.ndarray]) -> list[Pending]:
         camera_id, now = frame.camera_id, frame.timestamp
         shape = frame.image.shape[:2]
         state.frames += 1
@@ -258,15 +268,16 @@ class Pipeline:
         return seen
 
     # ------------------------------------------------------------------ events and evidence
-    def _record(self, state: CameraState, frame: FrameLike, event: ViolationEvent) -> Detection:
+    def _record(self, state: CameraState, frame: FrameLike, event: ViolationEvent) -> Pending:
         violation = event.violation
         metrics.VIOLATIONS.labels(scenario=violation.scenario.id, kind=event.kind).inc()
-        evidence: list[Evidence] = []
+        pictures: list[Picture] = []
         if event.kind == "start" and self.evidence is not None:
-            evidence = self._store_evidence(state, frame, event)
+            pictures = self._start_pictures(state, frame, event)
         elif event.kind == "end" and violation.model_hash and self.evidence is not None:
             # a zone state's end: the spot once the thing is gone, the "absent" crop of a verified closure
-            evidence = [self._put(frame.image, "clean", lambda image: state.blackout.apply(image.copy()))]
+            blackout = state.blackout.apply
+            pictures = [Picture(frame.image, "clean", lambda image: blackout(image.copy()))]
         track = violation.track
         plate = None
         if self.plates is not None and self.plates.applies_to(violation.scenario):
@@ -274,20 +285,20 @@ class Pipeline:
             plate = voted.plate if voted is not None else None
             crop = self.plates.picture(state.camera.id, violation) if self.evidence is not None else None
             if crop is not None:
-                evidence.append(self._put(crop, "plate", plate_picture=True))
+                pictures.append(Picture(crop, "plate", plate_picture=True))
         log.info("violation " + event.kind, camera=state.camera.id, scenario=violation.scenario.id,
                  zone=violation.zone_id, track=track.track_id, object=track.class_name, dwell_s=event.dwell_s,
                  plate=plate, **classified(violation))
-        return Detection(event_id=new_id(), kind=event.kind, violation_id=violation.violation_id,
+        return Pending(Detection(event_id=new_id(), kind=event.kind, violation_id=violation.violation_id,
                          camera_id=state.camera.id, scenario=violation.scenario.id, zone_id=violation.zone_id,
                          object_class=class_id(track.class_name), track_id=track.track_id,
                          confidence=round(float(event.confidence), 4), bbox=[round(v, 5) for v in event.xyxy],
                          first_seen=to_iso(track.first_seen), observed_at=to_iso(event.observed_at),
-                         dwell_s=float(event.dwell_s), evidence=evidence, plate=plate,
-                         classifier=classification(violation))
+                         dwell_s=float(event.dwell_s), evidence=[], plate=plate,
+                         classifier=classification(violation)), tuple(pictures))
 
-    def _store_evidence(self, state: CameraState, frame: FrameLike, event: ViolationEvent) -> list[Evidence]:
-        assert self.evidence is not None
+    def _start_pictures(self, state: CameraState, frame: FrameLike, event: ViolationEvent) -> list[Picture]:
+        """A start's pictures, drawn later (:meth:`finish`) from what is known now: the boxes, labels, zone."""
         violation = event.violation
         zone = next((z for z in state.zones if z.id == violation.zone_id), None) \
             if violation.zone_id != ANYWHERE else None
@@ -301,16 +312,14 @@ class Pipeline:
         drawn_zones = [zone] if zone else []
         first = violation.track.first_frame if violation.track.first_frame is not None else frame.image
         blackout = state.blackout.apply  # the drawings (a zone's tint, a label) never cover a privacy zone either
-        return [self._put(frame.image, "annotated", lambda image: blackout(annotate(image, boxes, drawn_zones, text))),
-                self._put(first, "first_seen", lambda image: blackout(image.copy()))]
+        return [Picture(frame.image, "annotated", lambda image: blackout(annotate(image, boxes, drawn_zones, text))),
+                Picture(first, "first_seen", lambda image: blackout(image.copy()))]
 
-    def _put(self, clean: np.ndarray, kind: EvidenceKind, render: Optional[Render] = None,
-             plate_picture: bool = False) -> Evidence:
-        """Store one evidence picture (``render(clean)``), with its masked copies when masking is on."""
-        assert self.evidence is not None
-        if self.masker is not None:
-            return self.masker.put(clean, kind, render, plate_picture)
-        return self.evidence.put(encode_jpeg(render(clean) if render else clean), kind)
+    def finish(self, pending: Pending, masked: bool = True) -> Detection:
+        """The detection with its pictures stored (with their masked copies when masking is on and ``masked``)."""
+        if self.writer is None or not pending.pictures:
+            return pending.detection
+        return self.writer.finish(pending, masked)
 
     # ------------------------------------------------------------------ camera status
     def status(self, camera_id: str, now: float, state: str = "online", reason: str = "") -> CameraStatus:

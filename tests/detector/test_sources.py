@@ -490,7 +490,7 @@ def test_the_detect_loop_records_each_analysed_frames_age_from_capture_to_the_en
     class Pipeline:
         cameras: dict = {}
 
-        def process(self, frames):
+        def analyse(self, frames):
             analysed_frames.extend(frames)
             time.sleep(0.2)  # the analysis: its time is in the age
             return []
