@@ -44,6 +44,7 @@ def summary(result: dict, max_age: float = 2.0) -> dict[str, float]:
     latencies = result["wall_latencies"]
     rss = result["rss"][-1][1] / 2**20 if result["rss"] else float("nan")
     growth = result["rss_growth"]
+    renders = total(series, "nonsite_detector_evidence_render_seconds_count")  # none before the evidence stage
     return {
         "cameras": n, "seconds": seconds,
         "frames analysed /s": analysed / seconds, "needed /s": n / result["interval"],
@@ -58,6 +59,10 @@ def summary(result: dict, max_age: float = 2.0) -> dict[str, float]:
         "frame->wall p95 s": percentile(latencies, 0.95),
         "  frame->Kafka p50 s": percentile(result["publish_latencies"], 0.5),
         "  frame->Kafka p95 s": percentile(result["publish_latencies"], 0.95),
+        "evidence renders": renders,
+        "  render s (mean)": total(series, "nonsite_detector_evidence_render_seconds_sum") / renders
+        if renders else math.nan,
+        "  pipeline waited s/s": total(series, "nonsite_detector_evidence_backpressure_seconds_total") / seconds,
         "detect CPU s/s": cpu.get("detect", 0.0), "CPU per camera-s": cpu.get("detect", 0.0) / n,
         "  pipeline thread s/s": result["detect_main_per_s"], "  other threads s/s": result["detect_other_per_s"],
         "  model s/s": model_s / seconds, "  model ms per frame": 1000 * model_s / inferred if inferred else math.nan,
@@ -84,7 +89,8 @@ def limit(figures: dict[str, float]) -> str:
              f"{figures['web CPU s/s']:.2f}, Kafka {figures['kafka CPU s/s']:.2f}; machine busy "
              f"{figures['machine busy s/s']:.2f} of {CORES} cores")
     parts += (f"; {figures['violation starts /min']:.1f} violation starts a minute, each drawing and masking its "
-              f"evidence on the pipeline thread (about 1-2 s of CPU at 540p-1080p: docs/privacy.md)")
+              f"evidence (about 1-2 s of CPU at 540p-1080p: docs/privacy.md) on the evidence stage's thread, "
+              f"the pipeline waiting for it {figures['  pipeline waited s/s']:.2f} s/s")
     per_frame, per_camera = figures["  pipeline CPU ms a frame"] / 1000, figures["  other CPU ms a camera-s"] / 1000
     if per_frame > 0:
         parts += (f". By these CPU costs one pipeline core carries {figures['needed /s'] / figures['cameras']:.2f} "

@@ -8,6 +8,9 @@ every other record of the detect loop, in one FIFO: one worker thread stores a d
 masked copies, :mod:`detector.masking`) and only then hands it to the publisher, so no record overtakes an
 earlier one, of its camera or any other.  A record without pictures waits only for those ahead of it.
 
+The worker runs at a lower CPU priority (:data:`NICE`): on a small box the model, not the pictures, gets the
+cores first, and a render only takes what the pipeline leaves.
+
 Back-pressure: at most ``capacity`` detections with pictures wait; the detect loop then waits for room (no event
 or picture is ever dropped).  Once ``stop`` is set it no longer waits: the stop's drain (:meth:`EvidenceStage.close`)
 takes what is queued.
@@ -27,6 +30,8 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections import deque
@@ -47,6 +52,9 @@ from nonsite.evidence import EvidenceStore
 log = structlog.get_logger("detector.evidence")
 
 CAPACITY = 16  # detections with pictures waiting: at 1-2 s of CPU each, a burst of a street of cameras
+# Added to the worker's nice value.  Linux keeps it per thread, and the threads the face model's onnxruntime
+# session starts (on this thread, at its first render) inherit it.
+NICE = 10
 
 
 @dataclass(frozen=True)
@@ -173,6 +181,9 @@ class EvidenceStage:
 
     # ------------------------------------------------------------ the worker
     def _run(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # not on every platform: then the same priority
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + NICE))
         while True:
             with self._state:
                 self._state.wait_for(lambda: self._queue or self._closing)
