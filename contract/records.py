@@ -30,11 +30,14 @@ R = TypeVar("R", bound="Record")
 _encode = msgspec.json.Encoder().encode
 
 
-class Record(msgspec.Struct, kw_only=True, gc=False):
+class Record(msgspec.Struct, kw_only=True, gc=False, forbid_unknown_fields=True):
     """Base for every record on the bus.
 
     ``gc=False``: records hold only strings, numbers and lists of them, so they cannot form
     reference cycles, and the collector need not track the thousands a batch keeps alive.
+    ``forbid_unknown_fields``: a message read as the record itself has no field the type does not nest, so
+    it needs no nesting bound; one with unknown fields (a newer producer's) is read past them instead
+    (:func:`contract.validate.decode`).
     """
 
     TIMESTAMP_FIELDS: ClassVar[tuple[str, ...]] = ()

@@ -63,10 +63,26 @@ def decode(cls: Type[R], raw: bytes | str) -> R:
         raise ContractError(f"{cls.__name__}: message of {len(raw)} bytes is over the limit of {limit}")
     if isinstance(raw, str):
         raw = raw.encode("utf-8", errors="surrogatepass")
+    read, formats_held = _readers(cls)
+    try:  # records forbid unknown fields: read so, a message nests only as deep as the type (3)
+        record = read(raw)
+    except msgspec.DecodeError:  # an unknown field, or a refusal: read the whole way, which names it
+        record = _decoded_open(cls, raw)
+    else:
+        if not formats_held(record):
+            record = _decoded_open(cls, raw)  # raises naming the field (unless the joined check was stricter)
+    if not raw.endswith(_VERSION_LAST) and _VERSION_KEY not in raw:
+        raise ContractError("schema_version: missing (this build reads 1)")
+    check(record)
+    return record
+
+
+def _decoded_open(cls: Type[R], raw: bytes) -> R:
+    """``raw`` as ``cls``, unknown fields dropped, after the nesting bound (unknown fields may nest deep)."""
     if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _nested_too_deep(raw):  # the count first: no call
         raise ContractError(f"{cls.__name__}: JSON nested deeper than {MAX_DEPTH}")
     try:
-        record = _decoded(cls, raw)
+        return _closed(cls, _decoded(open_type(cls), raw))
     except msgspec.ValidationError as exc:
         _check_version(raw)  # another version has other fields: say that first
         raise ContractError(_named(cls, str(exc))) from None
@@ -74,10 +90,11 @@ def decode(cls: Type[R], raw: bytes | str) -> R:
         raise ContractError(f"not JSON: {exc}") from None
     except RecursionError:  # cannot happen below MAX_DEPTH; kept so that it never escapes as an exception
         raise ContractError(f"{cls.__name__}: JSON nested too deep") from None
-    if not raw.endswith(_VERSION_LAST) and _VERSION_KEY not in raw:
-        raise ContractError("schema_version: missing (this build reads 1)")
-    check(record)
-    return record
+
+
+def _closed(cls: Type[R], record: Any) -> R:
+    """A record of :func:`open_type` as ``cls`` itself (only a record that had unknown fields is read so)."""
+    return msgspec.convert(msgspec.to_builtins(record), cls)
 
 
 def _decoded(cls: Type[R], raw: bytes) -> R:
@@ -129,6 +146,13 @@ def admitted_type(cls: type[Record]) -> type[Record]:
 
 
 @functools.lru_cache(maxsize=None)
+def open_type(cls: type[Record]) -> type[Record]:
+    """``cls`` with the same fields, bounds and formats, reading past unknown fields (records forbid them:
+    see :func:`decode`)."""
+    return _derived(cls, "Open", _opened)
+
+
+@functools.lru_cache(maxsize=None)
 def strict_type(cls: type[Record]) -> type[Record]:
     """``cls`` with its formats as msgspec patterns, checked field by field (a subclass), to name a refusal."""
     return _derived(cls, "Strict", _with_patterns)
@@ -146,7 +170,8 @@ def _derived(cls: type[Record], prefix: str, change: Any) -> type[Record]:
             fields.append((field.name, kind, msgspec.field(default_factory=field.default_factory)))
         else:
             fields.append((field.name, kind))
-    return msgspec.defstruct(f"{prefix}{cls.__name__}", fields, bases=(cls,), kw_only=True, gc=False)
+    return msgspec.defstruct(f"{prefix}{cls.__name__}", fields, bases=(cls,), kw_only=True, gc=False,
+                             forbid_unknown_fields=False)
 
 
 def _unconstrained(hint: Any) -> Any:
@@ -170,15 +195,28 @@ def _with_patterns(hint: Any) -> Any:
         return Annotated[(hint, msgspec.Meta(pattern=fmt.pattern))]
     if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
         return strict_type(hint)
+    return _each_part(hint, _with_patterns)
+
+
+def _opened(hint: Any) -> Any:
+    """Every record in ``hint`` -> its :func:`open_type`; bounds and formats kept."""
+    if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
+        return open_type(hint)
+    return _each_part(hint, _opened)
+
+
+def _each_part(hint: Any, change: Callable[[Any], Any]) -> Any:
+    """``hint`` with ``change`` applied to what it holds: an Annotated's type (its bounds kept), a list's
+    items, a dict's keys and values, a Union's members."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is Annotated:  # bounds of a container: kept, around its items with patterns
-        return Annotated[(_with_patterns(args[0]), *hint.__metadata__)]
+    if origin is Annotated:
+        return Annotated[(change(args[0]), *hint.__metadata__)]
     if origin is list:
-        return list[_with_patterns(args[0])]
+        return list[change(args[0])]
     if origin is dict:
-        return dict[_with_patterns(args[0]), _with_patterns(args[1])]
+        return dict[change(args[0]), change(args[1])]
     if origin is typing.Union:
-        return typing.Union[tuple(_with_patterns(arg) for arg in args)]
+        return typing.Union[tuple(change(arg) for arg in args)]
     return hint
 
 
@@ -199,12 +237,15 @@ def convert(cls: Type[R], data: Any) -> R:
 
 
 def _converted(cls: Type[R], data: Any) -> R:
-    """:func:`_decoded` for decoded data."""
+    """:func:`_decoded` for decoded data: as ``cls``, or past unknown fields as its :func:`open_type`."""
     try:
         record = msgspec.convert(data, cls)
-    except msgspec.ValidationError as refused:
-        msgspec.convert(data, strict_type(cls))
-        raise refused
+    except msgspec.ValidationError:
+        try:
+            record = _closed(cls, msgspec.convert(data, open_type(cls)))
+        except msgspec.ValidationError as refused:
+            msgspec.convert(data, strict_type(cls))  # raises: this refusal, or a field out of format before it
+            raise refused
     if not formats_hold(record):
         msgspec.convert(data, strict_type(cls))
     return record

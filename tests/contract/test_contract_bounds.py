@@ -67,6 +67,30 @@ def test_the_1000_deep_message_of_the_attack_is_refused_on_every_input_type():
             decode(cls, raw)
 
 
+def test_unknown_fields_are_dropped_and_the_record_is_the_contracts_own_type():
+    sent = json.loads(detection())
+    expected = decode(Detection, json.dumps(sent, ensure_ascii=False).encode())
+    sent["added_by_a_newer_detector"] = {"lanes": [1, 2]}
+    sent["evidence"][0]["width"] = 1920
+    read = decode(Detection, json.dumps(sent, ensure_ascii=False).encode())
+    assert type(read) is Detection and type(read.evidence[0]) is Evidence
+    assert read == expected
+    assert Detection.from_dict(sent) == expected
+
+
+def test_an_unknown_field_nested_past_the_bound_is_refused_and_out_of_format_is_named_past_one():
+    sent = json.loads(detection())
+    sent["added"] = json.loads(deep(17))
+    with pytest.raises(ContractError, match="nested deeper than 16"):
+        decode(Detection, json.dumps(sent).encode())
+    sent["added"] = 1
+    sent["camera_id"] = "cam 01"
+    with pytest.raises(ContractError, match="^Detection.camera_id: expected an id"):
+        decode(Detection, json.dumps(sent).encode())
+    with pytest.raises(ContractError, match="^Detection.camera_id: expected an id"):
+        Detection.from_dict(sent)
+
+
 SAMPLES = {type(record): record for record in sample_records()}
 
 
