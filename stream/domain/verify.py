@@ -14,19 +14,21 @@ Example::
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Optional
+
+import msgspec
 
 REOPEN, VERIFY, SELF_CORRECT = "reopen", "verify", "self_correct"
 EMPTY: Mapping[str, None] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class Spot:
+# Spot and Presence are frozen msgspec Structs rather than frozen dataclasses: every detection makes a new
+# one of each, and a frozen dataclass is built ten times slower (its __init__ goes through object.__setattr__).
+class Spot(msgspec.Struct, frozen=True, gc=False):
     present: bool
     at: float  # when the camera last said so
-    violations: Mapping[str, None] = field(default_factory=lambda: EMPTY)  # active violation ids, in arrival order
+    violations: Mapping[str, None] = EMPTY  # active violation ids, in arrival order (never changed in place)
     since: Optional[float] = None  # when ``present`` took its current value (None: at ``at``)
 
     @property
@@ -34,9 +36,8 @@ class Spot:
         return self.at if self.since is None else self.since
 
 
-@dataclass(frozen=True)
-class Presence:
-    spots: dict[str, Spot] = field(default_factory=dict)
+class Presence(msgspec.Struct, frozen=True, gc=False):
+    spots: dict[str, Spot] = msgspec.field(default_factory=dict)
     last_present_at: Optional[float] = None
     last_observed_at: Optional[float] = None
 
@@ -71,7 +72,7 @@ def _with_spot(p: Presence, name: str, spot: Spot) -> Presence:
     if spot.present and p.last_present_at is not None:
         present_at = max(present_at, p.last_present_at)
     observed = spot.at if p.last_observed_at is None else max(p.last_observed_at, spot.at)
-    return Presence(spots, present_at, observed)  # not dataclasses.replace: this is the hot path
+    return Presence(spots, present_at, observed)
 
 
 def observe_detection(p: Presence, name: str, violation_id: str, kind: str, at: float) -> Presence:

@@ -6,7 +6,7 @@ import json
 
 import msgspec
 import pytest
-from test_stream_logic import Harness, detection, envelopes, scripted_inputs
+from test_stream_logic import T0, Harness, detection, envelopes, scripted_inputs
 
 from contract import wire
 from stream.domain.engine import Engine, InputFailed, Tables
@@ -125,3 +125,33 @@ def test_the_changelog_keeps_the_bytes_of_a_bounded_number_of_keys():
     for n, value in enumerate(values):
         store.encode(f"k{n}", [value, None, "in"])
     assert list(store.recent) == ["k2", "k3", "k4"]
+
+
+def test_an_incidents_violation_ids_are_its_marks_and_stored_once(city):
+    h = Harness(city)
+    starts = [detection(violation=f"v{n}", at=T0 + n) for n in (3, 1, 2)]
+    outs = [h.feed("detections", d) for d in starts + [detection(violation="v1", kind="update", at=T0 + 9)]]
+    [incident] = outs[-1].incidents.values()
+    assert incident["violation_ids"] == ["cam-01/v3", "cam-01/v1", "cam-01/v2"]  # in arrival order, once each
+    stored = h.engine.tables.cases[incident["incident_id"]]
+    assert "violation_ids" not in stored["incident"] and list(stored["marks"]) == incident["violation_ids"]
+
+
+def test_a_case_stored_with_violation_ids_and_no_marks_keeps_them(city):
+    """A case written before the marks held the violation ids: its ids stay, a detection of one of them
+    counts (it has no mark to be a re-send of), and the ids stay in order."""
+    h = Harness(city)
+    [incident] = h.feed("detections", detection(violation="v1")).incidents.values()
+    h.feed("detections", detection(violation="v2", at=T0 + 1))
+    case_id = incident["incident_id"]
+    stored = json.loads(json.dumps(h.engine.tables.cases[case_id]))
+    stored["incident"]["violation_ids"] = list(stored.pop("marks"))  # as the older worker wrote it
+    fresh = Harness(city)  # a worker started on the state as the older one left it
+    fresh.store.update(json.loads(json.dumps(h.store)))
+    fresh.engine.tables.cases[case_id] = stored
+    fresh.engine.tables.journal.commit()
+    fresh.offsets = dict(h.offsets)
+    out = fresh.feed("detections", detection(violation="v1", kind="update", at=T0 + 5))
+    assert out.resent == 0
+    assert out.incidents[case_id]["violation_ids"] == ["cam-01/v1", "cam-01/v2"]
+    assert out.incidents[case_id]["detections"] == 3

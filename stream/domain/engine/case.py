@@ -18,6 +18,7 @@ from stream.domain.verify import Presence
 from stream.domain.engine.timeutil import CANONICAL_LENGTH, to_epoch, to_iso
 
 UNFILED = frozenset({AWAITING_REVIEW, DISMISSED})  # alarms never filed as cases: no deadline runs
+UNMARKED = "~0001-01-01T00:00:00.000Z -"  # older than any detection: no detection is a re-send of it
 INCIDENT_DEFAULTS = {name: Incident.defaults().get(name) for name in Incident.field_names()}
 
 
@@ -38,7 +39,8 @@ class Case:
     task: Optional[dict[str, Any]] = None
     offender_keys: list[str] = field(default_factory=list)
     queued: bool = False
-    # violation id -> "<observed_at> <event id>" of its newest detection applied (see :meth:`mark`)
+    # violation id -> "<observed_at> <event id>" of its newest detection applied (see :meth:`mark`); its keys,
+    # in arrival order, are the incident's ``violation_ids`` (stored once: a case holds hundreds)
     marks: dict[str, str] = field(default_factory=dict)
     # whether the marks are this case's own (made by :meth:`mark`) or still the stored ones, which must not change
     marks_owned: bool = field(default=False, repr=False, compare=False)
@@ -105,6 +107,11 @@ class Case:
         values["incident"] = dict(data["incident"])  # the engine edits it; lists in it are replaced, not mutated
         values["file"] = CaseFile.from_dict(data["file"])
         values["presence"] = Presence.from_dict(data["presence"])
+        legacy_ids = values["incident"].pop("violation_ids", None)
+        if legacy_ids:  # stored before the marks held them: a violation without a mark is marked as never seen
+            marks = data.get("marks", {})
+            values["marks"] = {**{violation_id: marks.get(violation_id, UNMARKED) for violation_id in legacy_ids},
+                               **marks}
         return cls(**values)
 
 
@@ -116,12 +123,19 @@ def _shown_state(case: "Case") -> tuple:
 
 def snapshot_of(case: "Case") -> Fields:
     """The Incident record (all its fields, JSON-ready) as published on the incidents topic."""
-    return Fields({**INCIDENT_DEFAULTS, **case.incident, "state": case.file.state,
-                   "officer_id": case.file.officer_id, "task_id": case.file.task_id,
+    return Fields({**INCIDENT_DEFAULTS, **case.incident, "violation_ids": list(case.marks),
+                   "state": case.file.state, "officer_id": case.file.officer_id, "task_id": case.file.task_id,
                    "deadline": None if case.file.state in UNFILED else to_iso(case.deadline),
                    "reopen_count": case.file.reopen_count})
 
 
+
+
+def stored_incident(incident: Incident) -> dict[str, Any]:
+    """The incident as a case stores it: its ``violation_ids`` are the keys of the case's marks."""
+    stored = incident.asdict_deep()
+    del stored["violation_ids"]
+    return stored
 
 
 def incident_id_for(district: str, detection_event_id: str) -> str:

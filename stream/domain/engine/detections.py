@@ -7,7 +7,7 @@ from contract import Detection, Incident
 from stream.domain.casefile import AWAITING_REVIEW, CLOSED, DETECTED, CaseFile
 from stream.domain.dedup import SiteCase, match_detection, site_key, spot
 from stream.domain.dispatch import deadline_of
-from stream.domain.engine.case import Case, _plain, _shas, incident_id_for
+from stream.domain.engine.case import Case, _plain, _shas, incident_id_for, stored_incident
 from stream.domain.engine.outputs import Outputs, _count_dropped
 from stream.domain.engine.steps import SYSTEM
 from stream.domain.engine.review import Review
@@ -85,8 +85,6 @@ class DetectionRules(Timers, Review):
         inc["updated_at"] = later_iso(seen, inc["updated_at"])
         if d.camera_id not in inc["cameras"]:
             inc["cameras"] = inc["cameras"] + [d.camera_id]
-        if not known and d.violation_id not in inc["violation_ids"]:
-            inc["violation_ids"] = inc["violation_ids"] + [d.violation_id]
         if d.evidence:
             better = d.confidence > case.best_confidence
             if better or not _kinds_held(inc["evidence"], d.evidence):
@@ -116,7 +114,7 @@ class DetectionRules(Timers, Review):
                             lat=anchor.lat, lon=anchor.lon, address=camera.location.address,
                             priority=scenario.priority if scenario else 3, first_offence=prior == 0,
                             prior_offences=prior, recurrence_of=recurrence_of, plate=d.plate)
-        case = Case(incident=incident.asdict_deep(), file=CaseFile(incident_id=incident_id), presence=Presence(),
+        case = Case(incident=stored_incident(incident), file=CaseFile(incident_id=incident_id), presence=Presence(),
                     district=env.district, filed_at=now, deadline=deadline_of(now, scenario),
                     offender_keys=keys)
         self._merge(case, d, now, seen)

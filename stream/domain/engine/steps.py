@@ -85,7 +85,7 @@ class CaseSteps(EngineCore):
         case = self.load(incident_id)
         if case is None or case.file.is_open:
             return
-        for violation_id in case.incident.get("violation_ids", []):
+        for violation_id in case.marks:
             if self.tables.violation_cases.get(violation_id) == incident_id:
                 self.tables.violation_cases.pop(violation_id)
         scenario = case.incident["scenario"]
