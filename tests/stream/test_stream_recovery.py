@@ -28,11 +28,11 @@ GRIDS = ["G1", "G2", "G3", "G4"]
 SCENARIOS = ["sidewalk_parking", "road_occupation", "mobile_vendor", "material_piling", "stray_dog"]
 ZONES = ["z1", "z-no_vending", "z-storefront", "z-no_piling", "z-road", "z-plaza"]
 UPDATES = 4
-BASE = float(int(time.time()))  # both runs see the same timestamps
 
 
-def planned_detections() -> list[Detection]:
-    """Per camera: a start for every scenario × zone, then rounds of updates (one partition per camera)."""
+def planned_detections(base: float) -> list[Detection]:
+    """Per camera: a start for every scenario × zone, then rounds of updates (one partition per camera), the
+    first observed at ``base`` (the test's start: the scenarios' time limits must not pass while it runs)."""
     plan = []
     for round_ in range(UPDATES + 1):
         for g, grid in enumerate(GRIDS):
@@ -40,29 +40,29 @@ def planned_detections() -> list[Detection]:
             for s, scenario in enumerate(SCENARIOS):
                 for z, zone in enumerate(ZONES):
                     violation = f"{camera}/{s}-{z}/{scenario}"
-                    at = BASE + round_ * 10 + g * 0.1 + s * 0.01 + z * 0.001
+                    at = base + round_ * 10 + g * 0.1 + s * 0.01 + z * 0.001
                     plan.append(Detection(
                         event_id=f"{violation}#{round_}", kind="start" if round_ == 0 else "update",
                         violation_id=violation, camera_id=camera, scenario=scenario, zone_id=zone,
                         object_class="car", track_id=s * 10 + z, confidence=0.5 + 0.01 * round_,
-                        bbox=[0.1, 0.5, 0.3, 0.9], first_seen=to_iso(BASE), observed_at=to_iso(at), dwell_s=130.0,
+                        bbox=[0.1, 0.5, 0.3, 0.9], first_seen=to_iso(base), observed_at=to_iso(at), dwell_s=130.0,
                         plate=f"川A{g}{s}{z}12" if s == 0 else None,
                         evidence=[Evidence(kind="annotated", sha256=f"{g}{s}{z}{round_}".rjust(64, "0"), uri="e")]))
     return plan
 
 
-def planned_feedback(city: City, city_map: CityMap) -> list[Feedback]:
+def planned_feedback(city: City, city_map: CityMap, base: float) -> list[Feedback]:
     """An operator confirms every alarm awaiting review, then accepts and reports arrival on every third case
     (ids follow from the detections)."""
-    starts = [d for d in planned_detections() if d.kind == "start"]
-    feedback = [Feedback(feedback_id=f"c{index}", action="confirm", actor="U-ops", at=to_iso(BASE + 90 + index * 0.01),
+    starts = [d for d in planned_detections(base) if d.kind == "start"]
+    feedback = [Feedback(feedback_id=f"c{index}", action="confirm", actor="U-ops", at=to_iso(base + 90 + index * 0.01),
                          incident_id=incident_id_for(city_map.district_of_camera[d.camera_id], d.event_id))
                 for index, d in enumerate(starts) if city.scenario(d.scenario).review_mode == "operator"]
     for index, d in enumerate(starts[::3]):
         incident_id = incident_id_for(city_map.district_of_camera[d.camera_id], d.event_id)
         for step, action in enumerate(("accept", "arrive")):
             feedback.append(Feedback(feedback_id=f"f{index}-{action}", incident_id=incident_id, action=action,
-                                     actor="U-ops", at=to_iso(BASE + 100 + index + step * 0.5)))
+                                     actor="U-ops", at=to_iso(base + 100 + index + step * 0.5)))
     return feedback
 
 
@@ -113,12 +113,12 @@ def metric(port: int, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def run(tmp: Path, kills: int) -> tuple[dict, dict]:
+def run(tmp: Path, kills: int, base: float) -> tuple[dict, dict]:
     """Both runs send the detections in ten waves; with ``kills``, the worker is killed (SIGKILL) as soon
     as it has begun to apply a wave, and started again."""
     city = make_city(tmp, GRIDS, acceptance_minutes=60, commit_interval_s=5.0)
     city_map = CityMap.build(city)
-    detections, feedback = planned_detections(), planned_feedback(city, city_map)
+    detections, feedback = planned_detections(base), planned_feedback(city, city_map, base)
     incidents = len([d for d in detections if d.kind == "start"])
     inputs, readers = Inputs(city), readers_for(city)
     worker = WorkerProcess(city, tmp).start()
@@ -171,8 +171,9 @@ def differing_fields(got: dict[str, dict], expected: dict[str, dict]) -> dict[st
 
 def test_worker_killed_ten_times_mid_stream_recovers_to_the_same_outcome(kafka_bootstrap: str, tmp_path: Path):
     expected_incidents = len(GRIDS) * len(SCENARIOS) * len(ZONES)
-    clean, _ = run(tmp_path / "clean", kills=0)
-    killed, info = run(tmp_path / "killed", kills=10)
+    base = float(int(time.time()))  # both runs see the same timestamps
+    clean, _ = run(tmp_path / "clean", kills=0, base=base)
+    killed, info = run(tmp_path / "killed", kills=10, base=base)
     assert info["restarts"] == 10
     assert len(clean["incidents"]) == expected_incidents
     assert {e["action"] for e in clean["events"].values()} >= {"detect", "confirm", "dispatch", "accept", "arrive"}

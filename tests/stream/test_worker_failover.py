@@ -47,9 +47,9 @@ def settle(reader, quiet_s: float = 4.0, timeout: float = 60.0) -> None:
             count, since = len(reader.items), time.monotonic()
 
 
-def run(tmp: Path, kill: bool) -> tuple[dict, dict]:
+def run(tmp: Path, kill: bool, base: float) -> tuple[dict, dict]:
     city = make_city(tmp, GRIDS, acceptance_minutes=60, commit_interval_s=1.0, session_timeout_s=SESSION_TIMEOUT_S)
-    detections = planned_detections()
+    detections = planned_detections(base)
     incidents = len([d for d in detections if d.kind == "start"])
     inputs, readers = Inputs(city), readers_for(city)
     workers = [WorkerProcess(city, tmp, name).start() for name in ("worker-a", "worker-b")]
@@ -86,8 +86,9 @@ def run(tmp: Path, kill: bool) -> tuple[dict, dict]:
 
 def test_a_worker_killed_mid_stream_leaves_its_districts_to_the_other_with_the_same_outcome(kafka_bootstrap: str,
                                                                                           tmp_path: Path):
-    clean, _ = run(tmp_path / "clean", kill=False)
-    killed, info = run(tmp_path / "killed", kill=True)
+    base = float(int(time.time()))  # both runs see the same timestamps
+    clean, _ = run(tmp_path / "clean", kill=False, base=base)
+    killed, info = run(tmp_path / "killed", kill=True, base=base)
     print(f"worker failover: {info}")
     assert info["survivor_alive"]
     expected = len(GRIDS) * 5 * 6  # scenarios x zones per camera, as planned_detections makes them
