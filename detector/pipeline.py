@@ -289,13 +289,14 @@ class Pipeline:
         log.info("violation " + event.kind, camera=state.camera.id, scenario=violation.scenario.id,
                  zone=violation.zone_id, track=track.track_id, object=track.class_name, dwell_s=event.dwell_s,
                  plate=plate, **classified(violation))
-        return Pending(Detection(event_id=new_id(), kind=event.kind, violation_id=violation.violation_id,
-                         camera_id=state.camera.id, scenario=violation.scenario.id, zone_id=violation.zone_id,
-                         object_class=class_id(track.class_name), track_id=track.track_id,
-                         confidence=round(float(event.confidence), 4), bbox=[round(v, 5) for v in event.xyxy],
-                         first_seen=to_iso(track.first_seen), observed_at=to_iso(event.observed_at),
-                         dwell_s=float(event.dwell_s), evidence=[], plate=plate,
-                         classifier=classification(violation)), tuple(pictures))
+        detection = Detection(event_id=new_id(), kind=event.kind, violation_id=violation.violation_id,
+                              camera_id=state.camera.id, scenario=violation.scenario.id, zone_id=violation.zone_id,
+                              object_class=class_id(track.class_name), track_id=track.track_id,
+                              confidence=round(float(event.confidence), 4), bbox=[round(v, 5) for v in event.xyxy],
+                              first_seen=to_iso(track.first_seen), observed_at=to_iso(event.observed_at),
+                              dwell_s=float(event.dwell_s), evidence=[], plate=plate,
+                              classifier=classification(violation))
+        return Pending(detection, tuple(pictures))
 
     def _start_pictures(self, state: CameraState, frame: FrameLike, event: ViolationEvent) -> list[Picture]:
         """A start's pictures, drawn later (:meth:`finish`) from what is known now: the boxes, labels, zone."""
