@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import structlog
 
@@ -185,19 +185,42 @@ def describe_replication(admin, names: Sequence[str]) -> dict[str, tuple[int, in
     if not names:
         return {}
     deadline = time.monotonic() + 30
-    while True:  # a topic just created may take a moment to reach every broker's metadata
-        described = {t["name"]: t for t in admin.describe_topics(list(names))}
-        missing = [n for n in names if n not in described or described[n]["error_code"] or
-                   not described[n]["partitions"]]
-        if not missing or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
+
+    def topics() -> dict:
+        return {t["name"]: t for t in admin.describe_topics(list(names))}
+
+    def unready(found: dict) -> list[str]:
+        return [n for n in names if n not in found or found[n]["error_code"] or not found[n]["partitions"]]
+
+    # a topic just created may take a moment to reach every broker's metadata
+    described, missing = _until_complete(topics, unready, deadline)
     if missing:
         raise KafkaSetupError(f"topic(s) not found in the cluster's metadata: {', '.join(missing)}")
     factors = {name: min(len(p["replica_nodes"]) for p in described[name]["partitions"]) for name in names}
     resources = [ConfigResource(ConfigResourceType.TOPIC, name, configs={MIN_INSYNC: None}) for name in names]
-    configs = admin.describe_configs(resources, config_filter="all")["topic"]
+
+    def settings() -> dict:
+        return admin.describe_configs(resources, config_filter="all").get("topic", {})
+
+    def unsettled(found: dict) -> list[str]:
+        return [n for n in names if MIN_INSYNC not in found.get(n, {})]
+
+    # and the broker asked for configs may not know it yet: its answer then holds none (kafka-python raises nothing)
+    configs, missing = _until_complete(settings, unsettled, deadline)
+    if missing:
+        raise KafkaSetupError(f"no {MIN_INSYNC} in the cluster's answer for topic(s): {', '.join(missing)}")
     return {name: (factors[name], int(configs[name][MIN_INSYNC]["value"])) for name in names}
+
+
+def _until_complete(fetch: Callable[[], dict], missing_of: Callable[[dict], list[str]],
+                    deadline: float) -> tuple[dict, list[str]]:
+    """Fetch again every 0.3 s until nothing is missing or the deadline passes: the answer and what it lacks."""
+    while True:
+        answer = fetch()
+        missing = missing_of(answer)
+        if not missing or time.monotonic() > deadline:
+            return answer, missing
+        time.sleep(0.3)
 
 
 def _refuse_under_replicated(states: dict[str, tuple[int, int]], replication: Replication) -> None:
