@@ -285,11 +285,11 @@ class LocalKafka:
     def stop_node(self, node_id: int, hard: bool = False, timeout: float = 60.0) -> None:
         pid = self.running_pids().get(node_id)
         if pid is not None:
-            _terminate(pid, hard, timeout)
+            _terminate([pid], hard, timeout)
 
     def stop(self, timeout: float = 60.0) -> None:
-        for pid in self.running_pids().values():
-            _terminate(pid, hard=False, timeout=timeout)
+        # all at once: one by one, the last nodes lose their controller quorum and wait it out before exiting
+        _terminate(list(self.running_pids().values()), hard=False, timeout=timeout)
 
     def status(self) -> dict[str, object]:
         pids = self.running_pids()
@@ -301,17 +301,21 @@ class LocalKafka:
                 "running": sorted(pids), "brokers_answering": brokers}
 
 
-def _terminate(pid: int, hard: bool, timeout: float) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL if hard else signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _pid_alive(pid):
-        time.sleep(0.2)
+def _terminate(pids: list[int], hard: bool, timeout: float) -> None:
+    """Signal every process, wait for them all until ``timeout``, then SIGKILL those still running."""
+    for pid in pids:
         try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
+            os.kill(pid, signal.SIGKILL if hard else signal.SIGTERM)
+        except ProcessLookupError:
             pass
-    if _pid_alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_pid_alive(pid) for pid in pids):
+        time.sleep(0.2)
+        for pid in pids:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+    for pid in pids:
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -2,7 +2,8 @@
 ones included, has three replicas and min.insync.replicas 2, and losing a broker loses no detection.
 
 One real three-node Kafka (started with ``nonsite kafka start --nodes 3``) and one worker serve the
-whole module; the broker-loss test runs last because it leaves the cluster one broker short.
+whole module; the broker-loss test runs next to last because it leaves the cluster one broker short, and
+the last one stops what is left of the cluster.
 """
 from __future__ import annotations
 
@@ -302,3 +303,16 @@ def test_losing_a_broker_loses_no_acknowledged_detection(cluster3: Cluster, work
         producer.close(timeout=10)
         events.close()
         incidents.close()
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_a_cluster_a_broker_short_stops_at_once(cluster3: Cluster):
+    """Runs last: a node lost (the test above) and the rest stopped together, none waits out a lost quorum."""
+    if len(cluster3.local.running_pids()) == 3:
+        cluster3.local.stop_node(3, hard=True)
+    began = time.monotonic()
+    cluster3.local.stop()
+    took = time.monotonic() - began
+    assert cluster3.local.running_pids() == {}
+    assert took < 20, f"the cluster took {took:.1f}s to stop"
