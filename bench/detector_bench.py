@@ -24,7 +24,9 @@ head), a no_piling zone (material_piling's scene head), a no_ads zone on the upp
 head): three zones embedded every ``detector.scenes.interval_s``; and a storefront zone (road_occupation: its
 chairs, benches and umbrellas beside a person get the second look).  The scenarios the second look judges have
 their dwell cut to ``--look-dwell`` (30 s) in every run, so that their candidates reach the look, and are looked
-at again every ``retry_s`` while declined, within the run: a pessimistic rate of crops.
+at again every ``retry_s`` while declined, within the run: a pessimistic rate of crops.  ``--older-input`` gives
+the bench's input before 7824260 (the first three zones, no vendors' photos, no dwell cut) to compare with code of
+that time.
 
 Both sides run ``--rounds`` times, interleaved, and the best time of each counts (other processes
 share the machine).  Prints camera-frames/s for both, the ratio, and whether the pipeline keeps up
@@ -75,12 +77,13 @@ class SimulatedCamera:
     moving: bool
 
 
-def photos(media: Path) -> list[Path]:
+def photos(media: Path, vendors: bool = True) -> list[Path]:
     import ultralytics
 
     assets = Path(ultralytics.__file__).parent / "assets"
     # the vendors' photos hold a cafe terrace (umbrellas, chairs and people): candidates of the second look
-    found = sorted(media.glob("*.jpg")) + sorted(media.glob("vendors/*.jpg")) + sorted(assets.glob("*.jpg"))
+    found = (sorted(media.glob("*.jpg")) + (sorted(media.glob("vendors/*.jpg")) if vendors else [])
+             + sorted(assets.glob("*.jpg")))
     if not found:
         raise SystemExit(f"no photos in {media}")
     return found
@@ -98,27 +101,29 @@ def noisy_variants(image: np.ndarray, rng: np.random.Generator) -> list[np.ndarr
             .astype(np.uint8) for _ in range(NOISE_VARIANTS)]
 
 
-def camera_config(camera_id: str) -> Camera:
+def camera_config(camera_id: str, storefront: bool = True) -> Camera:
     whole = [[0, 0], [1, 0], [1, 1], [0, 1]]
     lower = [[0, 0.4], [1, 0.4], [1, 1], [0, 1]]
     upper = [[0, 0], [1, 0], [1, 0.4], [0, 0.4]]
+    zones = [{"id": "z-walk", "kind": "sidewalk", "polygon": lower},
+             {"id": "z-street", "kind": "no_vending", "polygon": whole},
+             {"id": "z-corner", "kind": "no_piling", "polygon": lower}]
+    if storefront:
+        zones += [{"id": "z-wall", "kind": "no_ads", "polygon": upper},
+                  {"id": "z-front", "kind": "storefront", "polygon": lower}]
     return Camera(id=camera_id, name=camera_id, source="bench", location={"lat": 30.65, "lon": 104.06},
-                  grid="G01", sample_interval_s=TARGET_INTERVAL_S,
-                  zones=[{"id": "z-walk", "kind": "sidewalk", "polygon": lower},
-                         {"id": "z-street", "kind": "no_vending", "polygon": whole},
-                         {"id": "z-corner", "kind": "no_piling", "polygon": lower},
-                         {"id": "z-wall", "kind": "no_ads", "polygon": upper},
-                         {"id": "z-front", "kind": "storefront", "polygon": lower}])
+                  grid="G01", sample_interval_s=TARGET_INTERVAL_S, zones=zones)
 
 
-def build_cameras(media: Path, count: int, moving: int, steps: int, seed: int) -> list[SimulatedCamera]:
+def build_cameras(media: Path, count: int, moving: int, steps: int, seed: int,
+                  older_input: bool = False) -> list[SimulatedCamera]:
     rng = np.random.default_rng(seed)
     chooser = random.Random(seed)
-    stills = [fit(cv2.imread(str(p))) for p in photos(media)]
+    stills = [fit(cv2.imread(str(p))) for p in photos(media, vendors=not older_input)]
     clips = [[fit(f) for f in clip_frames(media / name, 60)] for name in CLIPS]
     cameras = []
     for index in range(count):
-        camera = camera_config(f"bench-{index:03d}")
+        camera = camera_config(f"bench-{index:03d}", storefront=not older_input)
         if index < moving:
             clip = clips[index % len(clips)]
             offset = chooser.randrange(len(clip))
@@ -219,6 +224,10 @@ def main(argv=None) -> int:
     parser.add_argument("--media", type=Path, default=Path(os.environ.get("NONSITE_MEDIA", "")))
     parser.add_argument("--config", type=Path, default=PROJECT / "configs")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--older-input", action="store_true",
+                        help="this bench's input before 7824260 (each camera's sidewalk, no_vending and no_piling "
+                             "zones only; no vendors' photos; every dwell as configured), to compare with code of "
+                             "that time")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best time of each side counts")
     parser.add_argument("--json", action="store_true", help="also print the result as one JSON line")
     args = parser.parse_args(argv)
@@ -229,7 +238,7 @@ def main(argv=None) -> int:
     setup_logging("WARNING")
 
     steps = int(args.duration / TARGET_INTERVAL_S)
-    cameras = build_cameras(args.media, args.cameras, args.moving, steps, args.seed)
+    cameras = build_cameras(args.media, args.cameras, args.moving, steps, args.seed, args.older_input)
     print(f"input: {args.cameras} cameras ({args.moving} moving, {args.cameras - args.moving} still with one "
           f"scene change), {steps} samples each every {TARGET_INTERVAL_S:g} s = {steps * args.cameras} "
           f"camera-frames; {os.cpu_count()} CPUs")
@@ -244,7 +253,7 @@ def main(argv=None) -> int:
         line = f"round {round_number}: naive {naive_frames / naive_s:.1f}"
         for workers, plates, looks in variants:
             run = run_pipeline(args.weights, cameras, steps, args.config, args.batch, workers, plates == "on",
-                               looks == "on", args.look_dwell)
+                               looks == "on", float("inf") if args.older_input else args.look_dwell)
             runs[(workers, plates, looks)].append(run)
             line += f", pipeline x{workers} plates {plates} classifiers {looks} {run[1].frames / run[0]:.1f}"
         print(line + " camera-frames/s")
