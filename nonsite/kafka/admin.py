@@ -48,7 +48,8 @@ def cluster_brokers(bootstrap: str) -> tuple[int, int]:
     level = kafka_log.level
     kafka_log.setLevel(logging.CRITICAL)  # refused connections are expected while a broker starts
     try:
-        admin = clients.admin(bootstrap, "nonsite-probe", request_timeout_ms=3000)
+        # kafka-python waits 30 s for a first broker by default: a starting broker is probed every half second
+        admin = clients.admin(bootstrap, "nonsite-probe", request_timeout_ms=3000, bootstrap_timeout_ms=3000)
         try:
             brokers = admin.describe_cluster()["brokers"]  # fenced (stopped) brokers included
         finally:
