@@ -2,9 +2,10 @@
 
 1. a local Apache Kafka (or ``NONSITE_KAFKA_BOOTSTRAP``) with the city's topics;
 2. sample camera videos built from real photos (``NONSITE_MEDIA``; without it, the photos that
-   ship inside ultralytics) into ``.cache/demo``;
+   ship inside ultralytics) into ``.cache/demo``, written while the rest starts;
 3. the stream worker and the web app as background processes (logs in ``var/demo/``);
-4. the detector over every sample video, publishing to Kafka with "now" as the video's start;
+4. the detector over every sample video (as many at once as there are cores), publishing to Kafka with "now" as
+   the video's start;
 5. a summary of the incidents and dispatched tasks, and where to look.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Optional
 
@@ -75,20 +77,28 @@ def wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: floa
 
 
 def run_detector(config: Path, videos: dict[str, Path], env: dict[str, str]) -> int:
+    """The detector over every video, as many at once as there are cores; prints each start as its file ends."""
     events = 0
-    for camera_id, video in sorted(videos.items()):
-        result = subprocess.run([sys.executable, "-m", "nonsite.cli", "--config", str(config), "detect-file",
-                                 str(video), "--camera", camera_id, "--publish", "--start-epoch", str(time.time())],
-                                env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise CommandError(f"detector on {camera_id} failed: {result.stderr.strip().splitlines()[-1:]}")
-        lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-        events += len(lines)
-        for event in lines:
-            if event["kind"] == "start":
-                print(f"  detector  {camera_id}  {event['scenario']:<17} start  track {event['track_id']}  "
-                      f"dwell {event['dwell_s']:.0f}s  evidence {event['evidence'][0]['sha256'][:12]}…")
+    with ThreadPoolExecutor(max(1, min(len(videos), os.cpu_count() or 1))) as pool:
+        running = [pool.submit(detect_file, config, cid, path, env) for cid, path in sorted(videos.items())]
+        for done in as_completed(running):
+            camera_id, lines = done.result()
+            events += len(lines)
+            for event in lines:
+                if event["kind"] == "start":
+                    print(f"  detector  {camera_id}  {event['scenario']:<17} start  track {event['track_id']}  "
+                          f"dwell {event['dwell_s']:.0f}s  evidence {event['evidence'][0]['sha256'][:12]}…")
     return events
+
+
+def detect_file(config: Path, camera_id: str, video: Path, env: dict[str, str]) -> tuple[str, list[dict]]:
+    """``nonsite detect-file --publish`` on one video stamped from now: the camera and the events it printed."""
+    result = subprocess.run([sys.executable, "-m", "nonsite.cli", "--config", str(config), "detect-file",
+                             str(video), "--camera", camera_id, "--publish", "--start-epoch", str(time.time())],
+                            env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise CommandError(f"detector on {camera_id} failed: {result.stderr.strip().splitlines()[-1:]}")
+    return camera_id, [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
 def collect(bootstrap: str, city: City, seconds: float) -> tuple[dict[str, dict], list[dict]]:
@@ -144,7 +154,9 @@ def run(args: argparse.Namespace, city: Optional[City]) -> int:
 
     assert city is not None
     media, full_set = media_folder()
-    videos = {cid: path for cid, path in build_demo_videos(media, CACHE / "demo").items() if city.camera(cid)}
+    pool = ThreadPoolExecutor(1)
+    building = pool.submit(build_demo_videos, media, CACHE / "demo")  # written while Kafka and the processes start
+    pool.shutdown(wait=False)
     bootstrap, cluster = start_kafka(city, args.kafka_data_dir or DEFAULT_DATA_DIR, args.kafka_port)
     env = dict(os.environ, NONSITE_KAFKA_BOOTSTRAP=bootstrap, NONSITE_CONFIG=str(city.root))
     logs = VAR / "demo"
@@ -155,6 +167,7 @@ def run(args: argparse.Namespace, city: Optional[City]) -> int:
     try:
         wait_for_port(args.worker_port, processes[0], "worker")
         wait_for_port(args.web_port, processes[1], "web")
+        videos = {cid: path for cid, path in building.result().items() if city.camera(cid)}
         print(f"Kafka {bootstrap} · worker :{args.worker_port} · web :{args.web_port}\n"
               f"detector on {len(videos)} sample cameras ({'real photos' if full_set else 'ultralytics assets'})")
         events = run_detector(city.root, videos, env)
