@@ -274,7 +274,8 @@ class LocalKafka:
                 raise KafkaSetupError(f"Kafka node {dead[0]} exited during start; see "
                                       f"{self.data_dir}/node-{dead[0]}/logs/server.log")
             try:
-                if broker_count(self.bootstrap) >= len(self.nodes):
+                # a short wait: a probe sent before the broker listens would otherwise hold the loop 30 s
+                if broker_count(self.bootstrap, wait_s=3.0) >= len(self.nodes):
                     return
                 last_error = "not all brokers registered yet"
             except Exception as exc:  # not up yet

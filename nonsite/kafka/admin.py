@@ -37,10 +37,10 @@ AUTO_MAX_REPLICAS = 3  # ``auto`` replicates to min(3, brokers)
 MIN_INSYNC = "min.insync.replicas"
 
 
-def cluster_brokers(bootstrap: str) -> tuple[int, int]:
+def cluster_brokers(bootstrap: str, wait_s: float = 30.0) -> tuple[int, int]:
     """``(registered, live)``: the brokers the cluster knows, and those of them not fenced (up).
 
-    Raises :class:`KafkaSetupError` (one line) when no broker at ``bootstrap`` answers.
+    Raises :class:`KafkaSetupError` (one line) when no broker at ``bootstrap`` answers within ``wait_s``.
     """
     from kafka.errors import KafkaError
 
@@ -48,8 +48,8 @@ def cluster_brokers(bootstrap: str) -> tuple[int, int]:
     level = kafka_log.level
     kafka_log.setLevel(logging.CRITICAL)  # refused connections are expected while a broker starts
     try:
-        # kafka-python waits 30 s for a first broker by default: a starting broker is probed every half second
-        admin = clients.admin(bootstrap, "nonsite-probe", request_timeout_ms=3000, bootstrap_timeout_ms=3000)
+        admin = clients.admin(bootstrap, "nonsite-probe", request_timeout_ms=3000,
+                              bootstrap_timeout_ms=int(wait_s * 1000))
         try:
             brokers = admin.describe_cluster()["brokers"]  # fenced (stopped) brokers included
         finally:
@@ -61,9 +61,9 @@ def cluster_brokers(bootstrap: str) -> tuple[int, int]:
     return len(brokers), len([b for b in brokers if not b.get("is_fenced")])
 
 
-def broker_count(bootstrap: str) -> int:
+def broker_count(bootstrap: str, wait_s: float = 30.0) -> int:
     """How many brokers are up (registered and not fenced), asked through ``bootstrap``."""
-    return cluster_brokers(bootstrap)[1]
+    return cluster_brokers(bootstrap, wait_s)[1]
 
 
 def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int, replication_factor: int,
