@@ -120,6 +120,9 @@ class CameraShare:
             partition_assignment_strategy=(CooperativeStickyAssignor,))
         self._consumer, self._new_consumer = consumer, True
         try:
+            # the topic's metadata before joining: a group leader without it assigns none of its partitions and
+            # kafka-python 3.0.12 may not assign again once it arrives (a detector left with no camera, seen in CI)
+            consumer.partitions_for_topic(self.topic)
             consumer.subscribe([self.topic], listener=_listener(self))
             while not self._stop.is_set():
                 for tp, records in consumer.poll(timeout_ms=300).items():
