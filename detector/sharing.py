@@ -120,8 +120,8 @@ class CameraShare:
             partition_assignment_strategy=(CooperativeStickyAssignor,))
         self._consumer, self._new_consumer = consumer, True
         try:
-            # the topic's metadata before joining: a group leader without it assigns none of its partitions and
-            # kafka-python 3.0.12 may not assign again once it arrives (a detector left with no camera, seen in CI)
+            # the topic's metadata before joining: a group leader without it assigned none of its partitions, and in
+            # CI a detector so started got no camera in three minutes
             consumer.partitions_for_topic(self.topic)
             consumer.subscribe([self.topic], listener=_listener(self))
             while not self._stop.is_set():
