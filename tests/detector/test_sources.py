@@ -236,7 +236,8 @@ def test_as_fast_as_possible_keeps_only_the_latest(long_video):
         assert wait(lambda: reader.frames_read == 400, 30)
         assert not reader.ended, "ended while its last frame is still waiting to be taken"
         frame = reader.latest()
-        assert reader.ended
+        # the reader thread marks the source ended once it has closed the file, a moment after its last frame
+        assert wait(lambda: reader.ended, 5)
     finally:
         reader.stop()
     assert frame is not None and frame.index == 399 and read_code(frame.image) == 399
